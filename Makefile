@@ -1,0 +1,39 @@
+# The two commands a new user needs: `make benchmark PROTOCOL=cross_stain` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROTOCOL ?= cross_stain
+SEEDS ?= 5
+BUDGET ?=
+MODELS ?=
+JOBS ?= 1
+OUT ?= results/$(PROTOCOL)
+
+RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) --jobs $(JOBS) \
+	$(if $(BUDGET),--budget $(BUDGET)) $(if $(MODELS),--models $(MODELS))
+
+.PHONY: install test data benchmark report clean-results
+
+install: $(VENV)/.installed
+
+# torch 2.14.1 + torchvision 0.29.1 is the pair that installs from local wheels on the project machines.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	touch $@
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+data: install
+	$(PY) -m benchmark data
+
+benchmark: install
+	HF_HUB_OFFLINE=1 $(PY) -m benchmark run $(RUN_ARGS)
+	$(PY) -m benchmark report --out $(OUT)
+	$(PY) -m benchmark hypotheses --out $(OUT)
+
+report: install
+	$(PY) -m benchmark report --out $(OUT)
+	$(PY) -m benchmark hypotheses --out $(OUT)

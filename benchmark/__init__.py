@@ -1,0 +1,1 @@
+"""Stain-robust WBC benchmark: data, stain operations, training, evaluation, statistics, reports."""

@@ -1,0 +1,53 @@
+"""Named training budgets, declared in one place.
+
+- ``smoke``: seconds per job, for tests and the end-to-end smoke run;
+- ``cpu``: the default without a GPU, sized so that the cross_stain sweep (4 SG-CLDFF
+  variants x 5 seeds) fits the 30-minute target on 2 cores;
+- ``paper``: the SPEC recipe (224 px, Adam 4e-4, x0.1 every 30 epochs, 100 epochs, batch 32,
+  early stopping with patience 10).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from benchmark.errors import BenchmarkError
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    img_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_step_epochs: int
+    lr_gamma: float
+    patience: int
+    max_train_samples: int | None = None
+    """Cap on training images per epoch (a deterministic subset); None uses them all."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget("smoke", img_size=64, epochs=1, batch_size=16, lr=1e-3, lr_step_epochs=1, lr_gamma=1.0,
+                    patience=1, max_train_samples=48),
+    "cpu": Budget("cpu", img_size=96, epochs=20, batch_size=32, lr=1e-3, lr_step_epochs=12, lr_gamma=0.1,
+                  patience=8),
+    "paper": Budget("paper", img_size=224, epochs=100, batch_size=32, lr=4e-4, lr_step_epochs=30, lr_gamma=0.1,
+                    patience=10),
+}
+
+
+def get_budget(name: str) -> Budget:
+    if name not in BUDGETS:
+        raise BenchmarkError(f"unknown budget '{name}'; valid budgets: {', '.join(BUDGETS)}")
+    return BUDGETS[name]
+
+
+def default_budget_name() -> str:
+    """``paper`` on a GPU, ``cpu`` otherwise."""
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "cpu"

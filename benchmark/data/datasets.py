@@ -1,0 +1,131 @@
+"""Dataset registry and the cached loader every protocol goes through.
+
+A dataset loader is ``fn(data_dir: Path, size: int) -> list[Sample]`` and returns
+WBC-centred square crops of ``size`` x ``size`` pixels (crop rules live with each loader and in
+the README). ``load_dataset`` caches the result as ``.npz`` under ``<data_dir>/cache`` so that a
+benchmark run decodes each JPEG once, not once per job.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from benchmark.data.sample import Sample
+from benchmark.registry import Registry
+
+Loader = Callable[[Path, int], list[Sample]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: its loader, its domains (stain/scanner), and whether it is fetched."""
+
+    name: str
+    loader: Loader
+    domains: tuple[str, ...]
+    fetched: bool
+    cache_version: str
+    description: str
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+_DATASET_MODULES = ("benchmark.data.real", "benchmark.data.synthetic")
+
+
+def register_dataset(
+    name: str, *, domains: tuple[str, ...], fetched: bool, cache_version: str, description: str
+) -> Callable[[Loader], Loader]:
+    """Register a loader. ``cache_version`` must change whenever the crop rule or decoding changes."""
+
+    def wrap(fn: Loader) -> Loader:
+        spec = DatasetSpec(name, fn, domains, fetched, cache_version, description)
+        DATASETS.register(name, description)(spec)
+        return fn
+
+    return wrap
+
+
+def _load_all() -> None:
+    for mod in _DATASET_MODULES:
+        importlib.import_module(mod)
+
+
+def list_datasets() -> list[str]:
+    _load_all()
+    return DATASETS.names()
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    _load_all()
+    return DATASETS.get(name)
+
+
+def dataset_domains(name: str) -> tuple[str, ...]:
+    return dataset_spec(name).domains
+
+
+def data_dir() -> Path:
+    """Where datasets are extracted: ``$WBC_DATA_DIR`` or ``./data``."""
+    return Path(os.environ.get("WBC_DATA_DIR", "data")).resolve()
+
+
+def _cache_path(spec: DatasetSpec, size: int, root: Path) -> Path:
+    return root / "cache" / f"{spec.name}-{size}px-{spec.cache_version}.npz"
+
+
+def _save_cache(path: Path, samples: list[Sample]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    has_mask = np.array([s.mask is not None for s in samples])
+    masks = np.stack([s.mask if s.mask is not None else np.zeros(s.image.shape[:2], np.uint8) for s in samples])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(
+        tmp,
+        images=np.stack([s.image for s in samples]),
+        masks=masks,
+        has_mask=has_mask,
+        labels=np.array([-1 if s.label is None else s.label for s in samples]),
+        ids=np.array([s.id for s in samples]),
+        datasets=np.array([s.dataset for s in samples]),
+        domains=np.array([s.domain for s in samples]),
+        sources=np.array([s.source for s in samples]),
+    )
+    os.replace(tmp, path)
+
+
+def _read_cache(path: Path) -> list[Sample]:
+    z = np.load(path, allow_pickle=False)
+    return [
+        Sample(
+            id=str(z["ids"][i]),
+            image=z["images"][i],
+            mask=z["masks"][i] if z["has_mask"][i] else None,
+            label=None if z["labels"][i] < 0 else int(z["labels"][i]),
+            dataset=str(z["datasets"][i]),
+            domain=str(z["domains"][i]),
+            source=str(z["sources"][i]),
+        )
+        for i in range(len(z["ids"]))
+    ]
+
+
+def load_dataset(name: str, *, size: int = 128, root: Path | None = None, cache: bool = True) -> list[Sample]:
+    """All samples of a dataset as WBC-centred ``size`` px crops, fetching the dataset first if needed."""
+    spec = dataset_spec(name)
+    root = root or data_dir()
+    path = _cache_path(spec, size, root)
+    if cache and spec.fetched and path.exists():
+        return _read_cache(path)
+    if spec.fetched:
+        from benchmark.data.fetch import ensure_dataset
+
+        ensure_dataset(name, root)
+    samples = spec.loader(root, size)
+    if cache and spec.fetched:
+        _save_cache(path, samples)
+    return samples

@@ -1,0 +1,49 @@
+"""A tiny decorator registry, one instance per kind (datasets, models, protocols, treatments).
+
+Modelled on timm's ``@register_model`` / ``create_model``: registering twice is an error,
+and asking for an unknown name lists the valid choices.
+"""
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from benchmark.errors import BenchmarkError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps a name to a factory; ``kind`` appears in error messages ("unknown model 'x'")."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._descriptions: dict[str, str] = {}
+
+    def register(self, name: str | None = None, description: str | None = None) -> Callable[[T], T]:
+        def wrap(obj: T) -> T:
+            key = name or getattr(obj, "__name__")
+            if key in self._entries:
+                raise BenchmarkError(f"{self.kind} '{key}' is registered twice")
+            self._entries[key] = obj
+            doc = description or (getattr(obj, "__doc__", None) or "").strip().splitlines()
+            self._descriptions[key] = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            return obj
+
+        return wrap
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            valid = ", ".join(sorted(self._entries)) or "(none registered)"
+            raise BenchmarkError(f"unknown {self.kind} '{name}'; valid {self.kind}s: {valid}")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def description(self, name: str) -> str:
+        self.get(name)
+        return self._descriptions[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries

@@ -1,0 +1,186 @@
+"""The training engine: ``train`` fits a model on a split's training ids and keeps the epoch that
+scores best on validation; ``predict`` turns a model into per-sample probabilities and masks.
+
+Model selection score: macro-F1 for classifiers, IoU for segment-only models, and the mean of
+the two for multi-task models (both are in [0, 1] and the paper reports both). A split whose
+training data has no masks (PBC) or no labels selects on the metric it can compute.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from benchmark.batches import ArraySet, ImageAugment, eval_batches, paper_augmentation, train_batches
+from benchmark.budgets import Budget
+from benchmark.data.sample import CLASSES
+from benchmark.errors import BenchmarkError
+from benchmark.metrics import classification_metrics, segmentation_metrics
+from models.base import WBCModel
+
+MAX_CLASS_WEIGHT = 10.0
+
+
+@dataclass
+class Predictions:
+    """Per-sample outputs on one target: probabilities (N,K) or None, label maps (N,H,W) or None."""
+
+    ids: list[str]
+    domains: list[str]
+    labels: np.ndarray
+    proba: np.ndarray | None
+    pred_masks: np.ndarray | None
+    true_masks: np.ndarray
+    mask_valid: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    state_dict: dict
+    best_epoch: int
+    val_metrics: dict
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    images_seen: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def class_weights(labels: np.ndarray, num_classes: int = len(CLASSES)) -> torch.Tensor:
+    """Inverse-frequency weights N / (K_present * n_c), clipped to 10 so a class with one training
+    image (Zheng D1 has one basophil) cannot dominate the loss; absent classes get 0."""
+    labels = labels[labels >= 0]
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    present = counts > 0
+    w = np.zeros(num_classes)
+    if present.any():
+        w[present] = len(labels) / (present.sum() * counts[present])
+    return torch.tensor(np.minimum(w, MAX_CLASS_WEIGHT), dtype=torch.float32)
+
+
+def selection_score(metrics: dict) -> float:
+    """Mean of the applicable ones of macro-F1 and IoU (see module docstring)."""
+    vals = [metrics.get(k) for k in ("macro_f1", "iou")]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _quiet() -> bool:
+    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
+
+
+@torch.no_grad()
+def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: int = 64) -> Predictions:
+    model.eval()
+    probas, masks = [], []
+    for batch in eval_batches(data, batch_size, device):
+        with _autocast(device):
+            out = model(batch["image"])
+        if out.class_logits is not None:
+            probas.append(torch.softmax(out.class_logits.float(), 1).cpu().numpy())
+        if out.mask_logits is not None:
+            masks.append(logits_to_label_map(out.mask_logits.float()).cpu().numpy())
+    return Predictions(
+        ids=list(data.ids), domains=list(data.domains), labels=data.labels,
+        proba=np.concatenate(probas) if probas else None,
+        pred_masks=np.concatenate(masks) if masks else None,
+        true_masks=data.masks, mask_valid=data.mask_valid,
+    )
+
+
+def logits_to_label_map(mask_logits: torch.Tensor) -> torch.Tensor:
+    """Channel 0 = WBC logit, channel 1 (if present) = nucleus logit -> {0, 1 cytoplasm, 2 nucleus}."""
+    wbc = mask_logits[:, 0] > 0
+    out = wbc.to(torch.uint8)
+    if mask_logits.shape[1] > 1:
+        out[wbc & (mask_logits[:, 1] > 0)] = 2
+    return out
+
+
+def score_predictions(pred: Predictions, task: str) -> dict:
+    """Overall metrics on one set; a metric the model or the data cannot give is None."""
+    out: dict = {}
+    if pred.proba is not None and task != "segmentation":
+        out.update(classification_metrics(pred.labels, pred.proba))
+    else:
+        out.update(classification_metrics(np.zeros(0, int), np.zeros((0, len(CLASSES)))))
+    if pred.pred_masks is not None and pred.mask_valid.any() and task != "classification":
+        v = pred.mask_valid
+        out.update(segmentation_metrics(pred.pred_masks[v], pred.true_masks[v]))
+    else:
+        out.update({k: None for k in ("iou", "dice", "pixel_accuracy", "nucleus_iou")})
+    return out
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budget, seed: int, *,
+          task: str = "multitask", device: torch.device | None = None, extra_augment: ImageAugment | None = None,
+          progress: bool | None = None, desc: str = "") -> TrainResult:
+    """Fit ``model`` under ``budget``; the seed fixes init (set by the caller before building the model),
+    data order and the augmentation stream. A non-finite loss stops the run with a BenchmarkError."""
+    device = device or pick_device()
+    model.to(device).to(memory_format=torch.channels_last)
+    model.set_class_weights(class_weights(train_set.labels).to(device))
+    opt = torch.optim.Adam(model.parameters(), lr=budget.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=budget.lr_step_epochs, gamma=budget.lr_gamma)
+    augment = paper_augmentation()
+    show = (not _quiet()) if progress is None else progress
+    bar = tqdm(total=budget.epochs, desc=desc or "train", disable=not show, leave=False)
+    best = (-math.inf, -1, None, {})
+    history: list[dict] = []
+    seen, t0, stale = 0, time.perf_counter(), 0
+    for epoch in range(budget.epochs):
+        model.train()
+        losses = []
+        for step, batch in enumerate(train_batches(train_set, budget.batch_size, seed, epoch, device, augment,
+                                                   extra_augment, budget.max_train_samples)):
+            with _autocast(device):
+                out = model(batch["image"])
+                loss, parts = model.loss(out, batch)
+            if not torch.isfinite(loss):
+                raise BenchmarkError(f"non-finite loss {loss.item()} at epoch {epoch} step {step} ({desc}); "
+                                     f"parts: {parts}; no result is written")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            seen += len(batch["label"])
+        sched.step()
+        val = score_predictions(predict(model, val_set, device), task)
+        score = selection_score(val)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_score": score})
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val=f"{score:.3f}")
+        bar.update(1)
+        if score > best[0]:
+            best = (score, epoch, copy.deepcopy(model.state_dict()), val)
+            stale = 0
+        else:
+            stale += 1
+            if stale >= budget.patience:
+                break
+    bar.close()
+    if best[2] is None:
+        raise BenchmarkError(f"{desc}: validation never gave a finite score; no result is written")
+    model.load_state_dict(best[2])
+    return TrainResult(best[2], best[1], best[3], history, time.perf_counter() - t0, seen)

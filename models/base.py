@@ -1,0 +1,49 @@
+"""The output contract every model honours, and the base class that owns the loss.
+
+Models take ``x``: float RGB in [0, 1], shape (B, 3, H, W); any normalization or colour-space
+conversion (HSV for ResNeXt-CC) happens inside the model so that the data pipeline is the
+same for all of them. A batch is a dict:
+
+- ``image``: (B, 3, H, W) float in [0, 1]
+- ``mask``:  (B, H, W) long in {0 background, 1 cytoplasm, 2 nucleus}
+- ``mask_valid``: (B,) bool, False where the sample has no mask
+- ``label``: (B,) long, -1 where the sample has no label
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    """``class_logits`` (B, K) or None; ``mask_logits`` (B, C, H, W) at input resolution or None
+    (C = 1: WBC logit; C = 2: WBC and nucleus logits); ``saliency`` (B, 1, h, w) in [0, 1] or None."""
+
+    class_logits: torch.Tensor | None
+    mask_logits: torch.Tensor | None
+    saliency: torch.Tensor | None = None
+
+
+class WBCModel(nn.Module):
+    """Base class: subclasses implement ``forward`` and ``loss``.
+
+    ``has_classifier`` / ``has_segmenter`` tell evaluation which metrics apply; a metric a
+    model cannot produce is reported as not applicable.
+    """
+
+    has_classifier: bool = True
+    has_segmenter: bool = True
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, out: ModelOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Return the total loss and its named parts (floats, for logging)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def set_class_weights(self, weights: torch.Tensor) -> None:
+        """Class weights from the training split (inverse frequency); called by the engine."""
+        self.register_buffer("class_weights", weights.float(), persistent=False)
