@@ -40,6 +40,25 @@ def _cmd_models(_: argparse.Namespace) -> int:
     return 0
 
 
+SG_CLDFF_VARIANTS = ("sg_cldff", "sg_cldff_no_saliency", "sg_cldff_no_align", "sg_cldff_no_cldff")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from benchmark.budgets import default_budget_name, get_budget
+    from benchmark.runner import Sweep, run_sweep
+    from models import list_models
+
+    models = list(SG_CLDFF_VARIANTS) if not args.models else (
+        list_models() if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()])
+    budget = get_budget(args.budget or default_budget_name())
+    out = Path(args.out or f"results/{args.protocol}")
+    sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out)
+    run_sweep(sweep, workers=args.jobs)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--size", type=int, default=64, help="crop size used to load images (pHash check)")
     sub.add_parser("models", help="list registered models with a one-line description")
+    r = sub.add_parser("run", help="train every (model, source, seed) job of a protocol; resumes, skipping done jobs")
+    r.add_argument("--protocol", required=True)
+    r.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    r.add_argument("--budget", choices=["smoke", "cpu", "paper"], help="default: paper on a GPU, cpu otherwise")
+    r.add_argument("--models", help="comma-separated names, or 'all' (default: the four SG-CLDFF variants)")
+    r.add_argument("--out", help="results folder (default results/<protocol>)")
+    r.add_argument("--jobs", type=int, default=1, help="jobs run in parallel on this machine")
     return p
 
 
@@ -59,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "data":
             return _cmd_data(argv[1:])
         args = build_parser().parse_args(argv)
-        handler = {"protocols": _cmd_protocols, "models": _cmd_models}[args.command]
+        handler = {"protocols": _cmd_protocols, "models": _cmd_models, "run": _cmd_run}[args.command]
         return handler(args)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)

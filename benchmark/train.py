@@ -30,7 +30,7 @@ MAX_CLASS_WEIGHT = 10.0
 
 
 @dataclass
-class Predictions:
+class SetPredictions:
     """Per-sample outputs on one target: probabilities (N,K) or None, label maps (N,H,W) or None."""
 
     ids: list[str]
@@ -40,6 +40,7 @@ class Predictions:
     pred_masks: np.ndarray | None
     true_masks: np.ndarray
     mask_valid: np.ndarray
+    has_nucleus: bool = True
 
 
 @dataclass
@@ -86,9 +87,9 @@ def _quiet() -> bool:
 
 
 @torch.no_grad()
-def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: int = 64) -> Predictions:
+def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: int = 64) -> SetPredictions:
     model.eval()
-    probas, masks = [], []
+    probas, masks, channels = [], [], 0
     for batch in eval_batches(data, batch_size, device):
         with _autocast(device):
             out = model(batch["image"])
@@ -96,11 +97,12 @@ def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: i
             probas.append(torch.softmax(out.class_logits.float(), 1).cpu().numpy())
         if out.mask_logits is not None:
             masks.append(logits_to_label_map(out.mask_logits.float()).cpu().numpy())
-    return Predictions(
+            channels = out.mask_logits.shape[1]
+    return SetPredictions(
         ids=list(data.ids), domains=list(data.domains), labels=data.labels,
         proba=np.concatenate(probas) if probas else None,
         pred_masks=np.concatenate(masks) if masks else None,
-        true_masks=data.masks, mask_valid=data.mask_valid,
+        true_masks=data.masks, mask_valid=data.mask_valid, has_nucleus=channels > 1,
     )
 
 
@@ -113,7 +115,7 @@ def logits_to_label_map(mask_logits: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def score_predictions(pred: Predictions, task: str) -> dict:
+def score_predictions(pred: SetPredictions, task: str) -> dict:
     """Overall metrics on one set; a metric the model or the data cannot give is None."""
     out: dict = {}
     if pred.proba is not None and task != "segmentation":
@@ -122,7 +124,7 @@ def score_predictions(pred: Predictions, task: str) -> dict:
         out.update(classification_metrics(np.zeros(0, int), np.zeros((0, len(CLASSES)))))
     if pred.pred_masks is not None and pred.mask_valid.any() and task != "classification":
         v = pred.mask_valid
-        out.update(segmentation_metrics(pred.pred_masks[v], pred.true_masks[v]))
+        out.update(segmentation_metrics(pred.pred_masks[v], pred.true_masks[v], score_nucleus=pred.has_nucleus))
     else:
         out.update({k: None for k in ("iou", "dice", "pixel_accuracy", "nucleus_iou")})
     return out

@@ -1,0 +1,216 @@
+"""The sweep runner (DomainBed-style): a sweep is a list of jobs, each keyed by a hash of the
+config that changes its result; a job trains once and is evaluated on every target of its split.
+
+Job directory (``<out>/jobs/<model>__<source>__seed<k>__<id>/``):
+``config.json`` (resolved config), ``fingerprint.json`` (split hash and dataset fingerprint),
+``metrics.json`` (per target), ``predictions.jsonl.gz`` (per sample: probabilities, predicted
+and true mask RLE, label, domain) and ``done``. Everything is written into a temporary sibling
+directory that is renamed into place after ``done`` is written, so a directory without ``done``
+(a crash in an older layout) or a leftover temporary directory is never counted: it is redone.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+from benchmark.atomic import write_json
+from benchmark.batches import ArraySet
+from benchmark.budgets import Budget
+from benchmark.data.sample import Sample
+from benchmark.errors import BenchmarkError
+from benchmark.fingerprint import split_fingerprint
+from benchmark.metrics import mask_to_rle
+from benchmark.targets import TargetBuilder
+from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
+from models import create_model, list_models
+from protocols.resolve import load_by_domain, resolve_splits
+from protocols.split import Split
+
+ENGINE_VERSION = "1"
+"""Bump when a change to training or evaluation code changes results: it is part of every job id."""
+
+
+@dataclass(frozen=True)
+class Job:
+    protocol: str
+    model: str
+    source: str
+    seed: int
+    budget: Budget
+    split_hash: str
+    model_kwargs: dict = field(default_factory=dict)
+
+    def config(self) -> dict:
+        """What changes the result; paths, worker count and device are deliberately not in it."""
+        return {
+            "engine_version": ENGINE_VERSION, "protocol": self.protocol, "model": self.model,
+            "model_kwargs": self.model_kwargs, "source": self.source, "seed": self.seed,
+            "budget": self.budget.to_dict(), "split_hash": self.split_hash,
+        }
+
+    @property
+    def id(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.model}__{self.source}__seed{self.seed}__{self.id}"
+
+
+def is_done(job_dir: Path) -> bool:
+    return (job_dir / "done").exists()
+
+
+def _sample_records(target: str, pred: SetPredictions) -> list[dict]:
+    rows = []
+    for i, sid in enumerate(pred.ids):
+        rows.append({
+            "target": target, "id": sid, "domain": pred.domains[i], "label": int(pred.labels[i]),
+            "proba": None if pred.proba is None else [round(float(p), 5) for p in pred.proba[i]],
+            "pred_mask": None if pred.pred_masks is None else mask_to_rle(pred.pred_masks[i]),
+            "true_mask": mask_to_rle(pred.true_masks[i]) if pred.mask_valid[i] else None,
+        })
+    return rows
+
+
+def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
+            device: torch.device | None = None, progress: bool | None = None) -> Path:
+    """Train once, evaluate on every target, write the job directory atomically; returns it."""
+    device = device or pick_device()
+    final = out_dir / "jobs" / job.dirname
+    tmp = out_dir / "jobs" / f".{job.dirname}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        seed_everything(job.seed)
+        model = create_model(job.model, num_classes=5, img_size=job.budget.img_size, **job.model_kwargs)
+        train_set = ArraySet.from_samples([by_id[i] for i in split.train], f"{split.key} train")
+        val_set = ArraySet.from_samples([by_id[i] for i in split.val], f"{split.key} val")
+        result = train(model, train_set, val_set, job.budget, job.seed, task=split.task, device=device,
+                       progress=progress, desc=f"{job.model} {job.source} s{job.seed}")
+        builder = TargetBuilder(split, by_id)
+        metrics, records = {}, []
+        t_eval = time.perf_counter()
+        for target in split.targets:
+            data = ArraySet.from_samples(builder.samples(target), f"{split.key} target {target.name}")
+            pred = predict(model, data, device)
+            metrics[target.name] = {
+                "domain": target.domain, "severity": target.severity, "transform": target.transform,
+                "n": len(data), "metrics": score_predictions(pred, split.task),
+            }
+            records += _sample_records(target.name, pred)
+        config = {**job.config(), "job_id": job.id, "device": device.type, "torch": torch.__version__,
+                  "task": split.task, "has_classifier": model.has_classifier, "has_segmenter": model.has_segmenter}
+        write_json(tmp / "config.json", config)
+        write_json(tmp / "fingerprint.json", {**split_fingerprint(split, by_id), "stain_profiles": builder.profiles_used()})
+        write_json(tmp / "metrics.json", {
+            "targets": metrics,
+            "train": {"best_epoch": result.best_epoch, "val": result.val_metrics, "history": result.history,
+                      "seconds": round(result.train_seconds, 2), "images_seen": result.images_seen,
+                      "train_images_per_s": round(result.images_seen / max(result.train_seconds, 1e-9), 1),
+                      "eval_seconds": round(time.perf_counter() - t_eval, 2)},
+        })
+        with gzip.open(tmp / "predictions.jsonl.gz", "wt") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+        (tmp / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+        if final.exists():  # an incomplete directory from an interrupted older run
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class Sweep:
+    protocol: str
+    models: list[str]
+    seeds: list[int]
+    budget: Budget
+    out_dir: Path
+
+    def plan(self) -> list[tuple[Job, Split]]:
+        """All jobs of the sweep; split manifests are written (once) under ``<out>/splits``."""
+        valid = list_models()
+        for m in self.models:
+            if m not in valid:
+                raise BenchmarkError(f"unknown model '{m}'; valid models: {', '.join(valid)}")
+        by_domain = self.samples_by_domain()
+        jobs = []
+        for seed in self.seeds:
+            for split in resolve_splits(self.protocol, seed, by_domain, self.out_dir / "splits"):
+                for m in self.models:
+                    jobs.append((Job(self.protocol, m, split.source, seed, self.budget, split.hash), split))
+        return jobs
+
+    def samples_by_domain(self) -> dict[str, list[Sample]]:
+        return load_by_domain(self.protocol, self.budget.img_size)
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_in_worker(job: Job, split: Split, protocol: str, out_dir: Path) -> str:
+    by_domain = load_by_domain(protocol, job.budget.img_size)
+    by_id = {s.id: s for ss in by_domain.values() for s in ss}
+    return str(run_job(job, split, by_id, out_dir, progress=False))
+
+
+def run_sweep(sweep: Sweep, workers: int = 1, log=print) -> list[Path]:
+    """Run every job not yet done; prints jobs done / total and an ETA."""
+    planned = sweep.plan()
+    todo = [(j, s) for j, s in planned if not is_done(sweep.out_dir / "jobs" / j.dirname)]
+    log(f"{sweep.protocol}: {len(planned)} jobs, {len(planned) - len(todo)} already done, {len(todo)} to run "
+        f"(budget {sweep.budget.name}, device {pick_device().type}, {workers} worker(s))")
+    t0, done = time.perf_counter(), []
+
+    def report(i: int, job: Job) -> None:
+        el = time.perf_counter() - t0
+        eta = el / i * (len(todo) - i)
+        log(f"[{len(planned) - len(todo) + i}/{len(planned)}] {job.model} {job.source} seed {job.seed} "
+            f"done; elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min")
+
+    if workers <= 1 or len(todo) <= 1:
+        by_domain = sweep.samples_by_domain()
+        by_id = {s.id: s for ss in by_domain.values() for s in ss}
+        for i, (job, split) in enumerate(todo, 1):
+            done.append(run_job(job, split, by_id, sweep.out_dir))
+            report(i, job)
+        return done
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_in_worker, j, s, sweep.protocol, sweep.out_dir): j for j, s in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            done.append(Path(fut.result()))
+            report(i, futures[fut])
+    return done
+
+
+def completed_job_dirs(out_dir: Path) -> list[Path]:
+    """Job directories with a ``done`` marker; anything else is ignored by reports."""
+    root = out_dir / "jobs"
+    if not root.exists():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_done(p))
+
+
+def load_job(job_dir: Path) -> dict:
+    return {
+        "config": json.loads((job_dir / "config.json").read_text()),
+        "metrics": json.loads((job_dir / "metrics.json").read_text()),
+    }
+

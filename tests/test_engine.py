@@ -1,0 +1,113 @@
+"""Training engine and runner: determinism, NaN handling, job ids, atomic job dirs, resume."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from benchmark.batches import ArraySet
+from benchmark.budgets import get_budget
+from benchmark.errors import BenchmarkError
+from benchmark.runner import Job, Sweep, completed_job_dirs, is_done, run_job, run_sweep
+from benchmark.train import class_weights, train
+from models.base import ModelOutput, WBCModel
+from protocols.resolve import load_by_domain
+
+PROTOCOL = "cross_stain_synthetic"
+SMOKE = get_budget("smoke")
+
+
+@pytest.fixture(scope="module")
+def by_domain():
+    return load_by_domain(PROTOCOL, SMOKE.img_size)
+
+
+@pytest.fixture(scope="module")
+def by_id(by_domain):
+    return {s.id: s for ss in by_domain.values() for s in ss}
+
+
+def _sweep(out, models=("sg_cldff",), seeds=(0,)):
+    return Sweep(PROTOCOL, list(models), list(seeds), SMOKE, out)
+
+
+def test_class_weights_inverse_frequency_clipped_and_zero_for_absent():
+    w = class_weights(np.array([0] * 90 + [1] * 9 + [2] + [-1] * 5))
+    assert w[3] == 0 and w[4] == 0
+    assert w[0] == pytest.approx(100 / (3 * 90))
+    assert w[1] == pytest.approx(100 / (3 * 9))
+    assert w[2] == 10.0  # 100/3 clipped
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(tmp_path, by_id):
+    (job, split), = _sweep(tmp_path / "a").plan()
+    a = run_job(job, split, by_id, tmp_path / "a", device=torch.device("cpu"), progress=False)
+    b = run_job(job, split, by_id, tmp_path / "b", device=torch.device("cpu"), progress=False)
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    assert ma["targets"] == mb["targets"]
+    assert ma["train"]["history"] == mb["train"]["history"]
+    targets = ma["targets"]
+    assert {"in_domain", "hed:0.3"} <= set(targets) and any(t.startswith("restain:") for t in targets)
+    assert targets["in_domain"]["metrics"]["iou"] is not None
+
+
+def test_job_id_depends_on_result_relevant_config_only(tmp_path):
+    base = Job(PROTOCOL, "sg_cldff", "synth_a", 0, SMOKE, "abc")
+    assert base.id == Job(PROTOCOL, "sg_cldff", "synth_a", 0, SMOKE, "abc").id
+    assert base.id != Job(PROTOCOL, "sg_cldff", "synth_a", 1, SMOKE, "abc").id
+    assert base.id != Job(PROTOCOL, "sg_cldff", "synth_a", 0, get_budget("cpu"), "abc").id
+    assert base.id != Job(PROTOCOL, "sg_cldff", "synth_a", 0, SMOKE, "abd").id
+    assert base.id != Job(PROTOCOL, "sg_cldff_no_align", "synth_a", 0, SMOKE, "abc").id
+
+
+def test_resume_skips_done_jobs_and_redoes_incomplete_ones(tmp_path, capsys):
+    out = tmp_path / "res"
+    sweep = _sweep(out, models=("sg_cldff", "sg_cldff_no_align"))
+    first = run_sweep(sweep)
+    assert len(first) == 2 and all(is_done(d) for d in first)
+    assert run_sweep(sweep) == []  # everything done: nothing re-run
+    # simulate a crash: one job dir loses its done marker, and a temp dir is left behind
+    (first[0] / "done").unlink()
+    (out / "jobs" / ".leftover.tmp-1").mkdir()
+    assert len(completed_job_dirs(out)) == 1
+    redone = run_sweep(sweep)
+    assert [d.name for d in redone] == [first[0].name]
+    assert len(completed_job_dirs(out)) == 2
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(BenchmarkError, match="unknown model 'sg_cldf'.*valid models"):
+        _sweep(tmp_path, models=("sg_cldf",)).plan()
+
+
+class _NaNModel(WBCModel):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 5)
+
+    def forward(self, x):
+        return ModelOutput(self.lin(x.mean((2, 3))), None)
+
+    def loss(self, out, batch):
+        return out.class_logits.sum() * float("nan"), {"ce": float("nan")}
+
+
+def test_nan_loss_stops_with_a_clear_error(by_domain):
+    samples = next(iter(by_domain.values()))[:8]
+    data = ArraySet.from_samples(samples, "toy")
+    with pytest.raises(BenchmarkError, match="non-finite loss.*epoch 0 step 0"):
+        train(_NaNModel(), data, data, SMOKE, seed=0, progress=False)
+
+
+def test_failed_job_leaves_no_job_directory(tmp_path, by_id):
+    (job, split), = _sweep(tmp_path).plan()
+    broken = dict(by_id)
+    broken[split.train[0]] = None  # a sample that cannot be tensorized mid-job
+    with pytest.raises(Exception):
+        run_job(job, split, broken, tmp_path, progress=False)
+    assert list((tmp_path / "jobs").iterdir()) == []
+    shutil.rmtree(tmp_path / "jobs")

@@ -1,0 +1,99 @@
+"""Protocols return data: disjoint, deterministic, seed-dependent, hashed, written once and reused."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark.errors import BenchmarkError
+from protocols import get_protocol, list_protocols
+from protocols.near_duplicates import near_duplicates
+from protocols.resolve import load_by_domain, resolve_splits
+from protocols.split import read_manifest
+from protocols.stratify import stratified_split
+
+SYNTHETIC = ["within_dataset_synthetic", "cross_dataset_synthetic", "cross_stain_synthetic"]
+
+
+@pytest.fixture(scope="module")
+def by_domain():
+    return load_by_domain("cross_stain_synthetic", 64)
+
+
+def test_registry_lists_real_and_synthetic_protocols():
+    names = list_protocols()
+    for n in ["within_dataset", "cross_dataset", "cross_stain", *SYNTHETIC]:
+        assert n in names
+    with pytest.raises(BenchmarkError, match="valid protocols: .*cross_stain"):
+        get_protocol("cross_stian")
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_splits_are_disjoint_and_deterministic(name, by_domain):
+    a = resolve_splits(name, 0, by_domain)
+    b = resolve_splits(name, 0, by_domain)
+    c = resolve_splits(name, 1, by_domain)
+    assert [s.to_dict() for s in a] == [s.to_dict() for s in b]
+    assert [s.hash for s in a] == [s.hash for s in b]
+    assert [s.hash for s in a] != [s.hash for s in c]
+    assert any(set(x.train) != set(y.train) for x, y in zip(a, c))
+    for s in a:
+        train, val = set(s.train), set(s.val)
+        assert not train & val
+        for t in s.targets:
+            assert not (train | val) & set(t.ids), t.name
+
+
+def test_cross_stain_targets_are_transforms_of_the_held_out_test(by_domain):
+    (split,) = resolve_splits("cross_stain_synthetic", 0, by_domain)
+    in_domain = split.targets[0]
+    assert in_domain.name == "in_domain" and in_domain.transform is None and in_domain.severity == 0.0
+    restains = [t for t in split.targets if t.transform and t.transform["kind"] == "restain"]
+    heds = [t for t in split.targets if t.transform and t.transform["kind"] == "hed"]
+    assert {t.domain for t in restains} == set(by_domain) - {split.source}
+    assert len(heds) >= 3 and sorted(t.severity for t in heds) == [t.severity for t in heds]
+    assert all(t.ids == in_domain.ids for t in restains + heds)
+
+
+def test_stratified_split_keeps_class_shares_and_rare_classes_in_train():
+    ids = [f"x{i:03d}" for i in range(101)]
+    strata = ["a"] * 60 + ["b"] * 40 + ["rare"]
+    train, val, test = stratified_split(ids, strata, (0.2, 0.2), seed=3)
+    assert sorted(train + val + test) == ids
+    assert "x100" in train
+    assert sum(i in test for i in ids[:60]) == 12 and sum(i in test for i in ids[60:100]) == 8
+
+
+def test_manifest_is_written_once_and_reused(tmp_path, by_domain):
+    (split,) = resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
+    path = tmp_path / f"{split.source}_seed0.json"
+    assert read_manifest(path).hash == split.hash
+    # a reused manifest wins over a rebuild: edit it and the edited one comes back
+    d = json.loads(path.read_text())
+    moved = d["val"].pop()
+    d["train"].append(moved)
+    path.write_text(json.dumps(d))
+    (again,) = resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
+    assert moved in again.train and again.hash != split.hash
+
+
+def test_stale_or_corrupt_manifest_is_a_clear_error(tmp_path, by_domain):
+    (split,) = resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
+    path = tmp_path / f"{split.source}_seed0.json"
+    d = json.loads(path.read_text())
+    d["train"].append("synthetic/nowhere/9999")
+    path.write_text(json.dumps(d))
+    with pytest.raises(BenchmarkError, match="not in the loaded data"):
+        resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
+    path.write_text("{not json")
+    with pytest.raises(BenchmarkError, match="corrupt"):
+        resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
+
+
+def test_near_duplicate_check_finds_a_copied_image(by_domain):
+    samples = next(iter(by_domain.values()))
+    train = samples[:20]
+    dups = near_duplicates(train, [train[3]])
+    assert (train[3].id, train[3].id, 0) in dups
+    assert all(d <= 4 for *_, d in dups)
+    assert near_duplicates(train, []) == []

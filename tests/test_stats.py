@@ -1,0 +1,155 @@
+"""Hypothesis statistics: known answers against scipy, calibration by simulation, Holm, verdicts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmark.errors import BenchmarkError
+from benchmark.stats import (
+    PairedTestResult,
+    holm,
+    minimum_detectable_effect,
+    paired_shifted_test,
+    seeds_by_tasks_summary,
+    shifted_null_pvalue,
+    tost_noninferiority,
+    verdict,
+)
+
+A = np.array([0.80, 0.83, 0.79, 0.85, 0.81])
+B = np.array([0.77, 0.80, 0.79, 0.80, 0.78])  # diffs .03 .03 .00 .05 .03
+
+
+def test_paired_shifted_test_matches_scipy():
+    diffs = A - B
+    r = paired_shifted_test(A, B, delta=0.02)
+    shifted = stats.ttest_1samp(diffs - 0.02, 0.0, alternative="greater")
+    assert r.n == 5 and r.mean_diff == pytest.approx(0.028) and r.sd_diff == pytest.approx(np.std(diffs, ddof=1))
+    assert r.t == pytest.approx(shifted.statistic) and r.p_shifted == pytest.approx(shifted.pvalue)
+    assert r.p_zero == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue)
+    half = stats.t.ppf(0.975, 4) * r.sd_diff / np.sqrt(5)
+    assert r.ci95 == pytest.approx((0.028 - half, 0.028 + half))
+    assert r.p_shifted == pytest.approx(float(shifted_null_pvalue(A, B, 0.02)))
+    assert r.note == ""
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_mde_has_80_percent_power(n):
+    sd, delta, alpha = 0.01, 0.02, 0.05
+    mde = minimum_detectable_effect(n, sd, delta, alpha)
+    # power of the one-sided shifted t-test when the true mean difference is the MDE
+    crit = stats.t.ppf(1 - alpha, n - 1)
+    power = stats.nct.sf(crit, n - 1, (mde - delta) / sd * np.sqrt(n))
+    assert power == pytest.approx(0.8, abs=1e-3)
+
+
+def test_mde_monotone_in_n():
+    mdes = [minimum_detectable_effect(n, 0.01, 0.02) for n in range(2, 31)]
+    assert all(later < earlier for earlier, later in zip(mdes, mdes[1:]))
+    assert mdes[-1] > 0.02  # never below the shifted threshold itself
+    with pytest.raises(BenchmarkError, match="at least 2 seeds"):
+        minimum_detectable_effect(1, 0.01)
+
+
+def test_shifted_null_calibration_and_power_by_simulation():
+    rng = np.random.default_rng(12345)
+    experiments, seeds, delta, sd = 2000, 5, 0.02, 0.015
+    b = 0.75 + rng.normal(0.0, 0.03, (experiments, seeds))  # seed-to-seed variation shared by the pair
+    noise = rng.normal(0.0, sd, (experiments, seeds))
+    p_null = shifted_null_pvalue(b + delta + noise, b, delta)
+    p_alt = shifted_null_pvalue(b + delta + 3 * sd + noise, b, delta)
+    assert 0.03 <= np.mean(p_null < 0.05) <= 0.07
+    assert np.mean(p_alt < 0.05) > 0.8
+    # the vectorized p is the one the per-hypothesis test reports
+    for i in range(3):
+        one = paired_shifted_test(b[i] + delta + noise[i], b[i], delta)
+        assert one.p_shifted == pytest.approx(p_null[i])
+
+
+@pytest.mark.filterwarnings("error")  # degenerate cases must not reach scipy's divide-by-zero paths
+def test_degenerate_inputs_are_honest():
+    one = paired_shifted_test(np.array([0.9]), np.array([0.5]), delta=0.02)
+    assert one.p_shifted is None and one.p_zero is None and one.mde is None and one.ci95 is None
+    assert "1 seed" in one.note
+    flat = paired_shifted_test(B + 0.05, B, delta=0.02)  # large but perfectly constant difference
+    assert flat.p_shifted is None and flat.sd_diff == 0.0 and "zero spread" in flat.note
+    assert flat.mean_diff == pytest.approx(0.05)
+    for r in (one, flat):
+        decision, reason = verdict(r, holm({"H": r.p_shifted})["H"])
+        assert decision == "FAIL" and "untestable" in reason
+    assert tost_noninferiority(B + 0.001, B).p is None
+
+
+@pytest.mark.parametrize(
+    "a, b, needle",
+    [
+        (np.array([0.1, np.nan]), np.array([0.1, 0.2]), "NaN"),
+        (np.array([0.1, 0.2]), np.array([0.1, 0.2, 0.3]), "equal length"),
+        (np.array([]), np.array([]), "no seeds"),
+    ],
+)
+def test_bad_inputs_raise(a, b, needle):
+    with pytest.raises(BenchmarkError, match=needle):
+        paired_shifted_test(a, b, delta=0.02)
+
+
+def test_holm_hand_worked():
+    # sorted 0.01, 0.03, 0.04 -> x3 = 0.03, x2 = 0.06, x1 = 0.04 raised to the running max 0.06
+    assert holm({"H1": 0.01, "H2": 0.04, "H3": 0.03}) == pytest.approx({"H1": 0.03, "H2": 0.06, "H3": 0.06})
+    # an untestable hypothesis still counts in the family (as p = 1): 0.02 x 2 = 0.04
+    assert holm({"H1": 0.02, "H2": None}) == {"H1": pytest.approx(0.04), "H2": None}
+    assert holm({}) == {}
+    with pytest.raises(BenchmarkError, match="'H1'"):
+        holm({"H1": 1.5})
+
+
+def test_tost_against_scipy():
+    rng = np.random.default_rng(7)
+    b = rng.uniform(0.7, 0.8, 8)
+    close = b + rng.normal(0.0, 0.002, 8)
+    r = tost_noninferiority(close, b, margin=0.01)
+    d = close - b
+    assert r.p_lower == pytest.approx(stats.ttest_1samp(d, -0.01, alternative="greater").pvalue)
+    assert r.p_upper == pytest.approx(stats.ttest_1samp(d, 0.01, alternative="less").pvalue)
+    assert r.p == pytest.approx(max(r.p_lower, r.p_upper)) and r.p < 0.05
+    assert "(equivalent)" in r.line and "+-1.00 points" in r.line
+    far = tost_noninferiority(b - 0.05 + rng.normal(0.0, 0.002, 8), b)
+    assert far.p > 0.05 and "equivalence not shown" in far.line and "non-inferiority not shown" in far.line
+    with pytest.raises(BenchmarkError, match="margin"):
+        tost_noninferiority(close, b, margin=0.0)
+
+
+def test_verdict_text_carries_the_numbers():
+    r = PairedTestResult(
+        n=5, delta=0.02, alpha=0.05, mean_diff=0.008, sd_diff=0.01, ci95=(-0.004, 0.02),
+        t=-2.68, p_shifted=0.41, p_zero=0.2, mde=0.031,
+    )
+    decision, reason = verdict(r, adjusted_p=0.62)
+    assert decision == "FAIL"
+    for piece in ("+0.80 points", "[-0.40, +2.00]", "p=0.41", "Holm 0.62", "diff <= 2.00 points",
+                  ">= 3.10 points", "5 seeds", "80% power", "metric x 100"):
+        assert piece in reason, piece
+    assert verdict(r, adjusted_p=0.049)[0] == "PASS"
+    assert verdict(r, adjusted_p=0.05)[0] == "FAIL"
+
+
+def test_seeds_by_tasks_summary():
+    scores = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 9.0]])
+    s = seeds_by_tasks_summary(scores, ["iou", "f1"])
+    assert s["n_seeds"] == 3
+    # task "iou": mean 3, sd 2, half-width t(.975, 2) * 2 / sqrt(3)
+    half = stats.t.ppf(0.975, 2) * 2 / np.sqrt(3)
+    assert s["per_task"]["iou"]["mean"] == 3.0 and s["per_task"]["iou"]["sd"] == pytest.approx(2.0)
+    assert s["per_task"]["iou"]["ci95"] == pytest.approx((3 - half, 3 + half))
+    # aggregate: per-seed means 1.5, 3.5, 7.0 -> mean 4.0, interval across seeds
+    agg = s["aggregate"]
+    assert agg["mean"] == pytest.approx(4.0) and agg["sd"] == pytest.approx(np.std([1.5, 3.5, 7.0], ddof=1))
+    lo, hi = stats.t.interval(0.95, 2, loc=4.0, scale=agg["sd"] / np.sqrt(3))
+    assert agg["ci95"] == pytest.approx((lo, hi))
+    single = seeds_by_tasks_summary(scores[:1])
+    assert single["per_task"]["0"] == {"mean": 1.0, "sd": None, "ci95": None}
+    with pytest.raises(BenchmarkError, match="NaN"):
+        seeds_by_tasks_summary(np.array([[np.nan, 1.0]]))
+    with pytest.raises(BenchmarkError, match="1 task names for 2 tasks"):
+        seeds_by_tasks_summary(scores, ["iou"])
