@@ -35,6 +35,11 @@ class ArraySet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, index: slice | np.ndarray) -> "ArraySet":
+        ids = np.array(self.ids)[index].tolist()
+        return ArraySet(ids, np.array(self.domains)[index].tolist(), self.images[index], self.masks[index],
+                        self.mask_valid[index], self.labels[index])
+
     @classmethod
     def from_samples(cls, samples: list[Sample], where: str) -> "ArraySet":
         if not samples:

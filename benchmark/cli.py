@@ -40,15 +40,13 @@ def _cmd_models(_: argparse.Namespace) -> int:
     return 0
 
 
-SG_CLDFF_VARIANTS = ("sg_cldff", "sg_cldff_no_saliency", "sg_cldff_no_align", "sg_cldff_no_cldff")
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.budgets import default_budget_name, get_budget
     from benchmark.runner import Sweep, run_sweep
     from models import list_models
+    from models.variants import SG_CLDFF_VARIANTS
 
     models = list(SG_CLDFF_VARIANTS) if not args.models else (
         list_models() if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()])
@@ -57,6 +55,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out)
     run_sweep(sweep, workers=args.jobs)
     return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from benchmark.summary import main_report
+
+    return main_report(Path(args.out))
+
+
+def _cmd_hypotheses(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from benchmark.hypotheses import main_hypotheses
+
+    return main_hypotheses(Path(args.out))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--models", help="comma-separated names, or 'all' (default: the four SG-CLDFF variants)")
     r.add_argument("--out", help="results folder (default results/<protocol>)")
     r.add_argument("--jobs", type=int, default=1, help="jobs run in parallel on this machine")
+    rep = sub.add_parser("report", help="summary.csv, Markdown/LaTeX tables and figures from a results folder")
+    rep.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
+    hyp = sub.add_parser("hypotheses", help="H1/H2 shifted-null tests with Holm correction -> hypotheses.md/json")
+    hyp.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
     return p
 
 
@@ -85,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "data":
             return _cmd_data(argv[1:])
         args = build_parser().parse_args(argv)
-        handler = {"protocols": _cmd_protocols, "models": _cmd_models, "run": _cmd_run}[args.command]
+        handler = {"protocols": _cmd_protocols, "models": _cmd_models, "run": _cmd_run,
+                   "report": _cmd_report, "hypotheses": _cmd_hypotheses}[args.command]
         return handler(args)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)

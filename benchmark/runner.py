@@ -4,7 +4,8 @@ config that changes its result; a job trains once and is evaluated on every targ
 Job directory (``<out>/jobs/<model>__<source>__seed<k>__<id>/``):
 ``config.json`` (resolved config), ``fingerprint.json`` (split hash and dataset fingerprint),
 ``metrics.json`` (per target), ``predictions.jsonl.gz`` (per sample: probabilities, predicted
-and true mask RLE, label, domain) and ``done``. Everything is written into a temporary sibling
+and true mask RLE, label, domain), ``explain_examples.npz`` (a few images per target with their
+mask, Grad-CAM and learned saliency, keys ``<target>|<array>``) and ``done``. Everything is written into a temporary sibling
 directory that is renamed into place after ``done`` is written, so a directory without ``done``
 (a crash in an older layout) or a leftover temporary directory is never counted: it is redone.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmark.atomic import write_json
@@ -28,6 +30,7 @@ from benchmark.batches import ArraySet
 from benchmark.budgets import Budget
 from benchmark.data.sample import Sample
 from benchmark.errors import BenchmarkError
+from benchmark.explain import can_explain, explain
 from benchmark.fingerprint import split_fingerprint
 from benchmark.metrics import mask_to_rle
 from benchmark.targets import TargetBuilder
@@ -38,6 +41,11 @@ from protocols.split import Split
 
 ENGINE_VERSION = "1"
 """Bump when a change to training or evaluation code changes results: it is part of every job id."""
+
+EXPLAIN_MAX_IMAGES = 32
+"""Grad-CAM costs a backward pass: saliency consistency is measured on the first 32 images
+(sorted ids) of each target, and 4 of them per target are kept for the figure panel."""
+EXPLAIN_PANEL_IMAGES = 4
 
 
 @dataclass(frozen=True)
@@ -100,14 +108,25 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         result = train(model, train_set, val_set, job.budget, job.seed, task=split.task, device=device,
                        progress=progress, desc=f"{job.model} {job.source} s{job.seed}")
         builder = TargetBuilder(split, by_id)
-        metrics, records = {}, []
+        metrics, records, panel = {}, [], {}
         t_eval = time.perf_counter()
         for target in split.targets:
             data = ArraySet.from_samples(builder.samples(target), f"{split.key} target {target.name}")
             pred = predict(model, data, device)
+            scores = score_predictions(pred, split.task)
+            scores["saliency_consistency"] = None
+            if can_explain(model) and split.task != "segmentation":
+                sub = data.subset(slice(0, EXPLAIN_MAX_IMAGES))
+                ex = explain(model, sub, device)
+                valid = ex.consistency[~np.isnan(ex.consistency)]
+                scores["saliency_consistency"] = float(valid.mean()) if len(valid) else None
+                k = slice(0, EXPLAIN_PANEL_IMAGES)
+                panel[target.name] = {"image": sub.images[k], "mask": sub.masks[k], "cam": ex.cam[k],
+                                      "predicted": ex.predicted[k], "label": sub.labels[k],
+                                      **({"saliency": ex.saliency[k]} if ex.saliency is not None else {})}
             metrics[target.name] = {
                 "domain": target.domain, "severity": target.severity, "transform": target.transform,
-                "n": len(data), "metrics": score_predictions(pred, split.task),
+                "n": len(data), "metrics": scores,
             }
             records += _sample_records(target.name, pred)
         config = {**job.config(), "job_id": job.id, "device": device.type, "torch": torch.__version__,
@@ -124,6 +143,9 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         with gzip.open(tmp / "predictions.jsonl.gz", "wt") as f:
             for r in records:
                 f.write(json.dumps(r) + "\n")
+        if panel:
+            np.savez_compressed(tmp / "explain_examples.npz",
+                                **{f"{t}|{k}": v for t, arrays in panel.items() for k, v in arrays.items()})
         (tmp / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
         if final.exists():  # an incomplete directory from an interrupted older run
             shutil.rmtree(final)
@@ -198,19 +220,4 @@ def run_sweep(sweep: Sweep, workers: int = 1, log=print) -> list[Path]:
             done.append(Path(fut.result()))
             report(i, futures[fut])
     return done
-
-
-def completed_job_dirs(out_dir: Path) -> list[Path]:
-    """Job directories with a ``done`` marker; anything else is ignored by reports."""
-    root = out_dir / "jobs"
-    if not root.exists():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and is_done(p))
-
-
-def load_job(job_dir: Path) -> dict:
-    return {
-        "config": json.loads((job_dir / "config.json").read_text()),
-        "metrics": json.loads((job_dir / "metrics.json").read_text()),
-    }
 

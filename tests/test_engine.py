@@ -12,7 +12,8 @@ from torch import nn
 from benchmark.batches import ArraySet
 from benchmark.budgets import get_budget
 from benchmark.errors import BenchmarkError
-from benchmark.runner import Job, Sweep, completed_job_dirs, is_done, run_job, run_sweep
+from benchmark.runner import Job, Sweep, is_done, run_job, run_sweep
+from benchmark.summary import completed_job_dirs
 from benchmark.train import class_weights, train
 from models.base import ModelOutput, WBCModel
 from protocols.resolve import load_by_domain

@@ -1,0 +1,224 @@
+"""Figures of a results folder (PNG, matplotlib Agg, byte-stable: no timestamp or version metadata).
+
+- ``iou_vs_severity__<protocol>__<budget>.png``: IoU against HED severity per model, mean +- SD
+  over seeds (severity 0 = the untouched in-domain test), from the summary;
+- ``roc_pr__<protocol>__<budget>__<model>.png``: one-vs-rest ROC and precision-recall curves per
+  class on the in-domain test, predictions pooled over seeds (and sources);
+- ``iou_boxplot__<protocol>__<budget>.png``: per-image IoU per target domain, one panel per model,
+  pooled over seeds, recomputed from the run-length-encoded masks in ``predictions.jsonl.gz``.
+
+A figure whose data is absent (no HED targets, no classifier, no masks) is skipped with the
+reason printed. Figures are drawn on :class:`matplotlib.figure.Figure` objects directly, never
+through pyplot, so no global backend or figure state is touched.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+from benchmark.data.sample import CLASSES
+from benchmark.errors import BenchmarkError
+from benchmark.metrics import rle_to_mask, segmentation_metrics
+from benchmark.summary import IN_DOMAIN, NO_TREATMENT, display_name, read_json, require_jobs
+from benchmark.tables import groups, ordered_displays, ordered_targets, seed_values
+
+DPI = 100
+PNG_METADATA = {"Software": None}
+"""Drop matplotlib's version stamp so the same data gives the same bytes."""
+
+
+def write_png(fig: Figure, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata=PNG_METADATA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def _margins(fig: Figure, left: float, right: float, top: float, bottom: float, **space: float) -> None:
+    """Fixed margins in inches: much cheaper than tight_layout, which draws every figure twice."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h, **space)
+
+
+def _colours(displays: list[str]) -> dict[str, tuple]:
+    """One colour per model, the same in every figure of a results folder."""
+    tab = colormaps["tab10"]
+    return {d: tab(i % 10) for i, d in enumerate(displays)}
+
+
+# ---- per-sample predictions -----------------------------------------------------------------
+
+def _image_iou(rec: dict, where: str) -> float:
+    """Binary WBC IoU of one image, by the same definition as the tables (both empty -> 1)."""
+    try:
+        pred, true = rle_to_mask(rec["pred_mask"]), rle_to_mask(rec["true_mask"])
+        return float(segmentation_metrics(pred[None], true[None], score_nucleus=False)["iou"])
+    except BenchmarkError as e:
+        raise BenchmarkError(f"{where}, sample {rec.get('id')!r}: {e}") from e
+
+
+def job_predictions(job_dir: Path) -> pd.DataFrame:
+    """Per-sample rows of one job: keys, target, label, proba (array or None), iou (NaN without masks)."""
+    cfg = read_json(job_dir / "config.json")
+    treatment = str(cfg.get("treatment", NO_TREATMENT))
+    keys = {"protocol": cfg["protocol"], "budget": cfg["budget"]["name"],
+            "display": display_name(cfg["model"], treatment), "source": cfg["source"], "seed": int(cfg["seed"])}
+    path = job_dir / "predictions.jsonl.gz"
+    rows = []
+    try:
+        with gzip.open(path, "rt") as f:
+            for i, line in enumerate(f, 1):
+                rec = json.loads(line)
+                where = f"{path} line {i}"
+                has_masks = rec.get("pred_mask") is not None and rec.get("true_mask") is not None
+                proba = rec.get("proba")
+                rows.append({**keys, "target": rec["target"], "label": int(rec["label"]),
+                             "proba": None if proba is None else np.asarray(proba, dtype=np.float64),
+                             "iou": _image_iou(rec, where) if has_masks else np.nan})
+    except FileNotFoundError as e:
+        raise BenchmarkError(f"{path} is missing: the job directory is incomplete; delete it to rerun the job") from e
+    except (OSError, EOFError, zlib.error, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise BenchmarkError(
+            f"{path} is corrupt ({type(e).__name__}: {e}); delete the job directory to rerun it"
+        ) from e
+    return pd.DataFrame(rows, columns=[*keys, "target", "label", "proba", "iou"])
+
+
+def all_predictions(out_dir: Path) -> pd.DataFrame:
+    return pd.concat([job_predictions(j) for j in require_jobs(out_dir)], ignore_index=True)
+
+
+# ---- the figures ----------------------------------------------------------------------------
+
+def iou_severity_figure(g: pd.DataFrame, colours: dict[str, tuple], title: str) -> Figure | None:
+    """Mean +- SD over seeds of IoU at severity 0 (in-domain) and each HED severity; None if no data."""
+    hed = g[g["target"].str.startswith("hed:")]
+    if hed.empty or g["iou"].isna().all():
+        return None
+    severities = sorted(hed["severity"].unique())
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    multi_source = g["source"].nunique() > 1
+    for display in ordered_displays(g):
+        for source in sorted(g.loc[g["display"] == display, "source"].unique()):
+            mine = g[(g["display"] == display) & (g["source"] == source)]
+            points = [(0.0, mine[mine["target"] == IN_DOMAIN])]
+            points += [(s, mine[mine["target"].str.startswith("hed:") & (mine["severity"] == s)]) for s in severities]
+            xs, means, sds = [], [], []
+            for x, rows in points:
+                v = seed_values(rows, "iou").dropna() if not rows.empty else pd.Series(dtype=float)
+                if v.empty:
+                    continue
+                xs.append(x)
+                means.append(v.mean())
+                sds.append(v.std(ddof=1) if len(v) > 1 else 0.0)
+            if not xs:
+                continue
+            label = f"{display} ({source})" if multi_source else display
+            ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=label, color=colours[display])
+    ax.set_xticks([0.0, *severities])
+    ax.set_xticklabels(["0\n(in-domain)", *[f"{s:g}" for s in severities]])
+    ax.set_xlabel("HED perturbation severity")
+    ax.set_ylabel("IoU (mean ± SD over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _margins(fig, left=0.8, right=0.2, top=0.4, bottom=0.9)
+    return fig
+
+
+def roc_pr_figure(preds: pd.DataFrame, title: str) -> Figure | None:
+    """One-vs-rest ROC and PR curves per class present; None without labelled probabilities."""
+    rows = preds[(preds["target"] == IN_DOMAIN) & (preds["label"] >= 0) & preds["proba"].notna()]
+    if rows.empty:
+        return None
+    y = rows["label"].to_numpy()
+    p = np.stack(rows["proba"].to_list())
+    fig = Figure(figsize=(9, 4))
+    roc_ax, pr_ax = fig.subplots(1, 2)
+    for k, name in enumerate(CLASSES):
+        pos = y == k
+        if not pos.any() or pos.all():
+            continue  # one-vs-rest needs both positives and negatives
+        fpr, tpr, _ = roc_curve(pos, p[:, k])
+        prec, rec, _ = precision_recall_curve(pos, p[:, k])
+        roc_ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        pr_ax.plot(rec, prec, label=f"{name} (AP {average_precision_score(pos, p[:, k]):.3f}, n={int(pos.sum())})")
+    roc_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (one-vs-rest)")
+    pr_ax.set(xlabel="recall", ylabel="precision", title="precision-recall (one-vs-rest)", ylim=(0, 1.02))
+    for ax in (roc_ax, pr_ax):
+        ax.legend(fontsize=7, loc="lower right" if ax is roc_ax else "lower left")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    _margins(fig, left=0.7, right=0.2, top=0.6, bottom=0.6, wspace=0.25)
+    return fig
+
+
+def iou_boxplot_figure(preds: pd.DataFrame, displays: list[str], targets: list[str], title: str) -> Figure | None:
+    """Per-image IoU per target, one panel per model with masks; None when no model has masks."""
+    with_masks = [d for d in displays if preds.loc[preds["display"] == d, "iou"].notna().any()]
+    if not with_masks:
+        return None
+    fig = Figure(figsize=(max(5.0, 0.9 * len(targets) + 2), 1.9 * len(with_masks) + 0.8))
+    axes = np.atleast_1d(fig.subplots(len(with_masks), 1, sharex=True, sharey=True))
+    for ax, display in zip(axes, with_masks):
+        mine = preds[(preds["display"] == display) & preds["iou"].notna()]
+        data = [(i, mine.loc[mine["target"] == t, "iou"].to_numpy()) for i, t in enumerate(targets)]
+        data = [(i, v) for i, v in data if v.size]
+        ax.boxplot([v for _, v in data], positions=[i for i, _ in data], widths=0.6)
+        ax.set_title(display, fontsize=8, loc="left")
+        ax.set_ylabel("IoU per image")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3, axis="y")
+    axes[-1].set_xticks(range(len(targets)))
+    axes[-1].set_xticklabels(targets, rotation=30, ha="right", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    _margins(fig, left=0.8, right=0.2, top=0.75, bottom=0.8, hspace=0.35)
+    return fig
+
+
+def write_figures(out_dir: Path, df: pd.DataFrame, fig_dir: Path) -> list[Path]:
+    """Every figure of a results folder; prints the reason for each figure skipped."""
+    preds = all_predictions(out_dir)
+    written = []
+    for protocol, budget, g in groups(df):
+        tag = f"{protocol}__{budget}"
+        what = f"{protocol}, budget {budget}"
+        displays = ordered_displays(g)
+        colours = _colours(displays)
+        p = preds[(preds["protocol"] == protocol) & (preds["budget"] == budget)]
+
+        fig = iou_severity_figure(g, colours, f"IoU vs HED severity: {what}")
+        if fig is None:
+            print(f"skipped figure iou_vs_severity__{tag}: no hed:* targets with IoU in {what}")
+        else:
+            written.append(write_png(fig, fig_dir / f"iou_vs_severity__{tag}.png"))
+
+        for display in displays:
+            fig = roc_pr_figure(p[p["display"] == display], f"{display}, in-domain test pooled over seeds: {what}")
+            if fig is None:
+                print(f"skipped figure roc_pr__{tag}__{display}: no class probabilities on labelled in-domain samples")
+            else:
+                written.append(write_png(fig, fig_dir / f"roc_pr__{tag}__{display}.png"))
+
+        fig = iou_boxplot_figure(p, displays, ordered_targets(g), f"Per-image IoU per target, pooled over seeds: "
+                                 f"{what}")
+        if fig is None:
+            print(f"skipped figure iou_boxplot__{tag}: no model with predicted and true masks in {what}")
+        else:
+            written.append(write_png(fig, fig_dir / f"iou_boxplot__{tag}.png"))
+    return written

@@ -1,0 +1,193 @@
+"""``<out>/summary.csv``: one row per job x target, the single table every report is built from.
+
+Only job directories holding a ``done`` marker count (see ``benchmark/runner.py``); dot-prefixed
+temporary directories and unfinished ones are ignored. The summary is a pure function of the
+``config.json`` / ``metrics.json`` files, so reports can be rebuilt at any time without training.
+A metric that does not apply is stored as null in ``metrics.json`` and is an empty cell (NaN)
+here, never 0.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.atomic import write_text
+from benchmark.data.sample import CLASSES
+from benchmark.errors import BenchmarkError
+from benchmark.metrics import CLASSIFICATION_METRICS, SEGMENTATION_METRICS
+
+IN_DOMAIN = "in_domain"
+"""Target name of the untouched test set of the source domain; every other target is shifted."""
+
+NO_TREATMENT = "none"
+"""Stain treatment of jobs whose config predates the ``treatment`` field."""
+
+METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + SEGMENTATION_METRICS
+PER_CLASS_F1: tuple[str, ...] = tuple(f"f1_{c}" for c in CLASSES)
+
+KEY_COLUMNS: tuple[str, ...] = (
+    "protocol", "model", "treatment", "display", "source", "seed", "budget", "job_id", "split_hash",
+    "target", "domain", "severity", "shifted", "n",
+)
+COLUMNS: tuple[str, ...] = KEY_COLUMNS + METRICS + PER_CLASS_F1
+
+_DTYPES = {
+    "protocol": str, "model": str, "treatment": str, "display": str, "source": str, "seed": "int64",
+    "budget": str, "job_id": str, "split_hash": str, "target": str, "domain": str, "severity": "float64",
+    "shifted": bool, "n": "int64", **{m: "float64" for m in METRICS + PER_CLASS_F1},
+}
+
+SORT_KEYS: list[str] = ["protocol", "budget", "treatment", "model", "source", "seed", "target", "job_id"]
+"""Canonical row order: reports sort by it first so they never depend on directory listing order."""
+
+
+def display_name(model: str, treatment: str) -> str:
+    """How a model appears in tables: ``model`` alone, or ``model+treatment`` under a stain treatment."""
+    return model if treatment == NO_TREATMENT else f"{model}+{treatment}"
+
+
+def completed_job_dirs(out_dir: Path) -> list[Path]:
+    """Job directories with a ``done`` marker, sorted; temporary (dot-prefixed) ones never count.
+
+    Lives here rather than in the runner so that reports build from the files alone, without
+    importing torch and the model zoo."""
+    root = Path(out_dir) / "jobs"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "done").exists())
+
+
+def require_jobs(out_dir: Path) -> list[Path]:
+    """The completed job directories, or a BenchmarkError saying there is nothing to report."""
+    jobs = completed_job_dirs(out_dir)
+    if not jobs:
+        raise BenchmarkError(
+            f"no completed jobs in {Path(out_dir) / 'jobs'} (a job counts once its directory holds a 'done' file); "
+            "run `python -m benchmark run --protocol ...` with this --out first"
+        )
+    return jobs
+
+
+def read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise BenchmarkError(f"{path} is missing: the job directory is incomplete; delete it to rerun the job") from e
+    except json.JSONDecodeError as e:
+        raise BenchmarkError(f"{path} is not valid JSON ({e}); delete the job directory to rerun it") from e
+    if not isinstance(obj, dict):
+        raise BenchmarkError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _field(obj: dict, key: str, where: object):
+    if key not in obj:
+        raise BenchmarkError(f"{where}: missing field '{key}'")
+    return obj[key]
+
+
+def job_rows(job_dir: Path) -> list[dict]:
+    """The summary rows of one completed job (one per evaluation target)."""
+    cfg_path, met_path = job_dir / "config.json", job_dir / "metrics.json"
+    cfg, met = read_json(cfg_path), read_json(met_path)
+    budget = _field(cfg, "budget", cfg_path)
+    if not isinstance(budget, dict) or "name" not in budget:
+        raise BenchmarkError(f"{cfg_path}: 'budget' must be an object with a 'name'")
+    model = str(_field(cfg, "model", cfg_path))
+    treatment = str(cfg.get("treatment", NO_TREATMENT))
+    base = {
+        "protocol": str(_field(cfg, "protocol", cfg_path)), "model": model, "treatment": treatment,
+        "display": display_name(model, treatment), "source": str(_field(cfg, "source", cfg_path)),
+        "seed": int(_field(cfg, "seed", cfg_path)), "budget": str(budget["name"]),
+        "job_id": str(_field(cfg, "job_id", cfg_path)), "split_hash": str(_field(cfg, "split_hash", cfg_path)),
+    }
+    targets = _field(met, "targets", met_path)
+    if not isinstance(targets, dict) or not targets:
+        raise BenchmarkError(f"{met_path}: 'targets' must be a non-empty object of per-target results")
+    rows = []
+    for name in sorted(targets):
+        t = targets[name]
+        where = f"{met_path} target '{name}'"
+        if not isinstance(t, dict) or not isinstance(t.get("metrics"), dict):
+            raise BenchmarkError(f"{where}: expected an object with 'metrics'")
+        scores = t["metrics"]
+        per_class = scores.get("per_class") or {}
+        row = {
+            **base, "target": name, "domain": str(_field(t, "domain", where)),
+            "severity": t.get("severity"), "shifted": name != IN_DOMAIN, "n": int(_field(t, "n", where)),
+        }
+        for m in METRICS:
+            value = scores.get(m)
+            if value is not None and not isinstance(value, (int, float)):
+                raise BenchmarkError(f"{where}: metric '{m}' is {value!r}, not a number or null")
+            row[m] = value
+        for c, col in zip(CLASSES, PER_CLASS_F1):
+            row[col] = (per_class.get(c) or {}).get("f1")
+        rows.append(row)
+    return rows
+
+
+def _check_unique(df: pd.DataFrame) -> None:
+    """Two jobs for the same model, seed and conditions would double-count a seed in every mean."""
+    key = ["protocol", "budget", "display", "source", "seed", "target"]
+    dup = df[df.duplicated(key, keep=False)]
+    if not dup.empty:
+        first = dup.iloc[0]
+        ids = sorted(set(dup[(dup[key] == first[key]).all(axis=1)]["job_id"]))
+        raise BenchmarkError(
+            f"several completed jobs for {first['display']} / {first['source']} / seed {first['seed']} "
+            f"({first['protocol']}, budget {first['budget']}): job ids {', '.join(ids)}; they differ in "
+            "engine version or model_kwargs: move the ones not to report out of the jobs folder"
+        )
+
+
+def canonical(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the canonical order, so nothing downstream depends on the order rows came in."""
+    return df.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
+
+
+def build_summary(out_dir: Path) -> pd.DataFrame:
+    """One row per completed job x target with every scalar metric (NaN where not applicable)."""
+    rows = [r for job in require_jobs(Path(out_dir)) for r in job_rows(job)]
+    df = pd.DataFrame(rows, columns=list(COLUMNS)).astype(_DTYPES)
+    _check_unique(df)
+    return canonical(df)
+
+
+def write_summary(df: pd.DataFrame, path: Path) -> Path:
+    write_text(path, df.to_csv(index=False, lineterminator="\n"))
+    return path
+
+
+def read_summary(path: Path) -> pd.DataFrame:
+    """``summary.csv`` back into the DataFrame :func:`build_summary` made (same dtypes)."""
+    try:
+        df = pd.read_csv(path, dtype={k: v for k, v in _DTYPES.items() if v is str}, keep_default_na=False,
+                         na_values={c: [""] for c in _DTYPES if _DTYPES[c] == "float64"})
+    except FileNotFoundError as e:
+        raise BenchmarkError(f"{path} is missing: run `report` on the results folder first") from e
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise BenchmarkError(f"{path}: missing columns {missing}; rebuild it with `report`")
+    return canonical(df[list(COLUMNS)].astype(_DTYPES))
+
+
+def main_report(out_dir: Path) -> int:
+    """``report``: summary.csv, tables and figures of a results folder; prints what it wrote.
+
+    Tables and figures are imported here, not at module level, so reading a summary does not
+    import matplotlib."""
+    from benchmark.figures import write_figures
+    from benchmark.tables import write_tables
+
+    out_dir = Path(out_dir)
+    df = build_summary(out_dir)
+    n_jobs = df["job_id"].nunique()
+    print(f"{write_summary(df, out_dir / 'summary.csv')}: {len(df)} rows from {n_jobs} completed jobs")
+    for path in write_tables(df, out_dir / "tables"):
+        print(path)
+    for path in write_figures(out_dir, df, out_dir / "figures"):
+        print(path)
+    return 0

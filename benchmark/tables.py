@@ -1,0 +1,359 @@
+"""Result tables (Markdown and LaTeX booktabs) built from the summary DataFrame by pure functions.
+
+Conventions shared by every table:
+
+- values are percentages with one decimal (metric x 100), differences are in points;
+- a cell is mean +- SD over seeds; within a seed, several targets (or sources) are averaged
+  first, so the seed stays the unit of replication;
+- "—" marks a cell without any result, "n/a" a metric that does not apply to the model (every
+  seed's value is null);
+- when the number of seeds differs between cells of a table, every cell shows its own n; a
+  mean over fewer seeds is never shown without saying so.
+
+Each builder takes the summary DataFrame and returns :class:`Table` objects, one per (protocol,
+budget) group; rows are sorted first, so the output does not depend on the row order.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.atomic import write_text
+from benchmark.summary import IN_DOMAIN, NO_TREATMENT, canonical
+from models.variants import SG_CLDFF_VARIANTS
+
+NO_DATA = "—"
+NOT_APPLICABLE = "n/a"
+
+FULL_MODEL = SG_CLDFF_VARIANTS[0]
+
+MAIN_METRICS: tuple[tuple[str, str], ...] = (
+    ("accuracy", "Acc."), ("macro_f1", "Macro-F1"), ("auc_macro_ovr", "AUC"), ("iou", "IoU"),
+)
+PER_DOMAIN_METRICS: tuple[tuple[str, str], ...] = (("iou", "IoU"), ("macro_f1", "macro-F1"))
+
+VALUE_NOTE = (
+    "Values in percent (metric x 100, one decimal; differences in points); — no result; "
+    "n/a metric does not apply to the model."
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Mean and SD over ``n`` seeds of one table cell; ``state`` is "ok", "missing" or "na"."""
+
+    state: str
+    mean: float | None = None
+    sd: float | None = None
+    n: int = 0
+    signed: bool = False
+
+
+@dataclass(frozen=True)
+class Table:
+    caption: str
+    label: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    n_text_columns: int
+    """Leading columns holding names (left-aligned); the rest hold numbers (right-aligned)."""
+
+
+# ---- aggregation ----------------------------------------------------------------------------
+
+def seed_values(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Per-seed value of ``metric``: the mean over that seed's rows where it is defined.
+
+    A seed whose rows all lack the metric is NaN (it then does not count in n)."""
+    return rows.groupby("seed")[metric].mean().sort_index()
+
+
+def cell_of(rows: pd.DataFrame, metric: str) -> Cell:
+    if rows.empty:
+        return Cell("missing")
+    return cell_from_seeds(seed_values(rows, metric))
+
+
+def cell_from_seeds(values: pd.Series, signed: bool = False) -> Cell:
+    if values.empty:
+        return Cell("missing")
+    v = values.dropna().to_numpy(dtype=np.float64)
+    if v.size == 0:
+        return Cell("na")
+    sd = float(np.std(v, ddof=1)) if v.size > 1 else None
+    return Cell("ok", float(np.mean(v)), sd, int(v.size), signed)
+
+
+def paired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, metric: str) -> Cell:
+    """Per-seed difference a - b over the seeds both have a value for (pairs share the seed)."""
+    if rows_a.empty or rows_b.empty:
+        return Cell("missing")
+    a, b = seed_values(rows_a, metric), seed_values(rows_b, metric)
+    if a.isna().all() or b.isna().all():
+        return Cell("na")
+    diff = (a - b).dropna()
+    return cell_from_seeds(diff, signed=True) if not diff.empty else Cell("missing")
+
+
+# ---- formatting -----------------------------------------------------------------------------
+
+def _pct(x: float, signed: bool) -> str:
+    r = round(100.0 * x, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{r:+.1f}" if signed else f"{r:.1f}"
+
+
+def format_cell(cell: Cell, show_n: bool) -> str:
+    if cell.state == "missing":
+        return NO_DATA
+    if cell.state == "na":
+        return NOT_APPLICABLE
+    text = _pct(cell.mean, cell.signed)
+    if cell.sd is not None:
+        text += f" ± {_pct(cell.sd, False)}"
+    if show_n or cell.sd is None:
+        text += f" (n={cell.n})"
+    return text
+
+
+def finish(caption: str, label: str, header: Iterable[str], rows: list[list[str | Cell]], n_text: int) -> Table:
+    """Format the cells; n goes into every cell when cells of the table differ in seed count."""
+    ns = {c.n for row in rows for c in row if isinstance(c, Cell) and c.state == "ok"}
+    show_n = len(ns) > 1
+    if show_n:
+        seeds = "n (seeds) is given per cell because it differs between cells"
+    elif ns:
+        seeds = f"n = {ns.pop()} seeds per cell"
+    else:
+        seeds = "no cell has a value"
+    body = tuple(tuple(format_cell(c, show_n) if isinstance(c, Cell) else c for c in row) for row in rows)
+    return Table(f"{caption} Mean ± SD over seeds; {seeds}. {VALUE_NOTE}", label, tuple(header), body, n_text)
+
+
+def render_markdown(tables: list[Table]) -> str:
+    parts = []
+    for t in tables:
+        align = [":--"] * t.n_text_columns + ["--:"] * (len(t.header) - t.n_text_columns)
+        lines = [f"**{t.caption}**", "", "| " + " | ".join(t.header) + " |", "|" + "|".join(align) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in t.rows]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "—": "---",
+    "Δ": r"$\Delta$", "→": r"$\to$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def render_latex(tables: list[Table]) -> str:
+    """One booktabs ``table`` environment per table (needs ``\\usepackage{booktabs}``)."""
+    parts = []
+    for t in tables:
+        spec = "l" * t.n_text_columns + "r" * (len(t.header) - t.n_text_columns)
+        lines = [
+            r"\begin{table}[htbp]", r"\centering", r"\small",
+            rf"\caption{{{latex_escape(t.caption)}}}", rf"\label{{{t.label}}}",
+            rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+            " & ".join(latex_escape(h) for h in t.header) + r" \\", r"\midrule",
+        ]
+        lines += [" & ".join(latex_escape(c) for c in r) + r" \\" for r in t.rows]
+        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+# ---- ordering -------------------------------------------------------------------------------
+
+def model_sort_key(model: str, treatment: str) -> tuple:
+    """SG-CLDFF variants first in their paper order, then the others by name; untreated first."""
+    rank = SG_CLDFF_VARIANTS.index(model) if model in SG_CLDFF_VARIANTS else len(SG_CLDFF_VARIANTS)
+    return (treatment != NO_TREATMENT, treatment, rank, model)
+
+
+def ordered_displays(df: pd.DataFrame) -> list[str]:
+    pairs = df[["display", "model", "treatment"]].drop_duplicates()
+    pairs = sorted(pairs.itertuples(index=False), key=lambda p: model_sort_key(p.model, p.treatment))
+    return [p.display for p in pairs]
+
+
+def target_sort_key(name: str, severity: float) -> tuple:
+    """in_domain, then re-stains by name, then HED severities ascending, then other domains."""
+    if name == IN_DOMAIN:
+        return (0, 0.0, name)
+    if name.startswith("restain:"):
+        return (1, 0.0, name)
+    if name.startswith("hed:"):
+        return (2, 0.0 if math.isnan(severity) else severity, name)
+    return (3, 0.0, name)
+
+
+def ordered_targets(df: pd.DataFrame) -> list[str]:
+    first = df.groupby("target")["severity"].first()
+    return sorted(first.index, key=lambda t: target_sort_key(t, float(first[t])))
+
+
+def groups(df: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(protocol, budget, rows) per experiment, sorted; rows in canonical order."""
+    df = canonical(df)
+    return [(p, b, g) for (p, b), g in df.groupby(["protocol", "budget"], sort=True)]
+
+
+def _group_title(protocol: str, budget: str, g: pd.DataFrame) -> str:
+    sources = sorted(g["source"].unique())
+    return f"Protocol {protocol}, budget {budget}, source{'s' if len(sources) > 1 else ''} {', '.join(sources)}."
+
+
+def _label(kind: str, protocol: str, budget: str) -> str:
+    return f"tab:{kind}:{protocol}:{budget}"
+
+
+# ---- the tables -----------------------------------------------------------------------------
+
+def main_comparison(df: pd.DataFrame) -> list[Table]:
+    """Paper Table 2: accuracy, macro-F1, AUC, IoU in-domain and averaged over shifted targets."""
+    tables = []
+    for protocol, budget, g in groups(df):
+        has_shift = bool(g["shifted"].any())
+        conditions = [("in-domain", ~g["shifted"])] + ([("shifted", g["shifted"])] if has_shift else [])
+        header = ["Model"] + [f"{name} ({cond})" for cond, _ in conditions for _, name in MAIN_METRICS]
+        rows = []
+        for display in ordered_displays(g):
+            mine = g["display"] == display
+            rows.append([display] + [cell_of(g[mine & mask], m) for _, mask in conditions for m, _ in MAIN_METRICS])
+        how = ("Shifted = mean over all shifted targets (every target but in_domain) within a seed."
+               if has_shift else "This protocol has no shifted targets.")
+        n_src = g["source"].nunique()
+        if n_src > 1:
+            how += f" Each seed's value averages the {n_src} sources."
+        tables.append(finish(f"Main comparison. {_group_title(protocol, budget, g)} {how}",
+                             _label("main", protocol, budget), header, rows, 1))
+    return tables
+
+
+def ablation(df: pd.DataFrame) -> list[Table]:
+    """Paper Table 3: the four SG-CLDFF variants and their paired difference to the full model."""
+    tables = []
+    for protocol, budget, g in groups(df):
+        g = g[g["model"].isin(SG_CLDFF_VARIANTS)]
+        if g.empty:
+            continue
+        has_shift = bool(g["shifted"].any())
+        conditions = [("in-domain", False)] + ([("shifted (mean)", True)] if has_shift else [])
+        header = ["Condition", "Model"] + [h for _, name in MAIN_METRICS for h in (name, f"Δ{name}")]
+        treatments = sorted(g["treatment"].unique(), key=lambda t: (t != NO_TREATMENT, t))
+        rows = []
+        for cond, shifted in conditions:
+            rows_c = g[g["shifted"] == shifted]
+            for treatment in treatments:
+                rows_t = rows_c[rows_c["treatment"] == treatment]
+                full = rows_t[rows_t["model"] == FULL_MODEL]
+                listed = SG_CLDFF_VARIANTS if treatment == NO_TREATMENT else \
+                    [m for m in SG_CLDFF_VARIANTS if m in set(rows_t["model"])]
+                for model in listed:
+                    mine = rows_t[rows_t["model"] == model]
+                    cells: list[str | Cell] = [cond, mine["display"].iloc[0] if len(mine) else
+                                               (model if treatment == NO_TREATMENT else f"{model}+{treatment}")]
+                    for m, _ in MAIN_METRICS:
+                        delta = "ref" if model == FULL_MODEL else paired_difference(mine, full, m)
+                        cells += [cell_of(mine, m), delta]
+                    rows.append(cells)
+        caption = (f"Ablation of SG-CLDFF. {_group_title(protocol, budget, g)} Δ = variant minus {FULL_MODEL} "
+                   "(same stain treatment), paired over the seeds both have; shifted = mean over shifted targets "
+                   "within a seed. Under a stain treatment only the variants run with it are listed.")
+        tables.append(finish(caption, _label("ablation", protocol, budget), header, rows, 2))
+    return tables
+
+
+def _source_rows(g: pd.DataFrame) -> list[tuple[str, str]]:
+    order = {d: i for i, d in enumerate(ordered_displays(g))}
+    pairs = g[["display", "source"]].drop_duplicates().itertuples(index=False)
+    return sorted(((p.display, p.source) for p in pairs), key=lambda p: (order[p[0]], p[1]))
+
+
+def per_domain(df: pd.DataFrame, metric: str, name: str) -> list[Table]:
+    """Score on every target (domain) and the worst one, per model and source."""
+    tables = []
+    for protocol, budget, g in groups(df):
+        targets = ordered_targets(g)
+        rows = []
+        for display, source in _source_rows(g):
+            mine = g[(g["display"] == display) & (g["source"] == source)]
+            cells = [cell_of(mine[mine["target"] == t], metric) for t in targets]
+            scored = [(c.mean, t) for c, t in zip(cells, targets) if c.state == "ok"]
+            if scored:
+                value, worst = min(scored)
+                worst_text = f"{worst} ({_pct(value, False)})"
+            else:
+                worst_text = NOT_APPLICABLE if any(c.state == "na" for c in cells) else NO_DATA
+            rows.append([display, source, *cells, worst_text])
+        caption = (f"{name} per target domain. {_group_title(protocol, budget, g)} Worst = target with the "
+                   "lowest mean (its mean in brackets).")
+        tables.append(finish(caption, _label(f"per-domain-{metric}", protocol, budget),
+                             ["Model", "Source", *targets, "Worst"], rows, 2))
+    return tables
+
+
+def iou_vs_severity(df: pd.DataFrame) -> list[Table]:
+    """IoU under HED perturbations of growing severity (severity 0 = the untouched in-domain test)."""
+    tables = []
+    for protocol, budget, g in groups(df):
+        hed = g[g["target"].str.startswith("hed:")]
+        if hed.empty:
+            continue
+        severities = sorted(hed["severity"].unique())
+        header = ["Model", "Source", "0 (in-domain)", *[f"{s:g}" for s in severities]]
+        rows = []
+        for display, source in _source_rows(g):
+            mine = g[(g["display"] == display) & (g["source"] == source)]
+            cells = [cell_of(mine[mine["target"] == IN_DOMAIN], "iou")]
+            cells += [cell_of(mine[mine["target"].str.startswith("hed:") & (mine["severity"] == s)], "iou")
+                      for s in severities]
+            rows.append([display, source, *cells])
+        caption = f"IoU against HED stain-perturbation severity. {_group_title(protocol, budget, g)}"
+        tables.append(finish(caption, _label("iou-vs-severity", protocol, budget), header, rows, 2))
+    return tables
+
+
+TABLES: dict[str, Callable[[pd.DataFrame], list[Table]]] = {
+    "main": main_comparison,
+    "ablation": ablation,
+    **{f"per_domain_{m}": (lambda df, m=m, n=n: per_domain(df, m, n)) for m, n in PER_DOMAIN_METRICS},
+    "iou_vs_severity": iou_vs_severity,
+}
+SKIP_REASONS: dict[str, str] = {
+    "ablation": f"no SG-CLDFF variant ({', '.join(SG_CLDFF_VARIANTS)}) in the results",
+    "iou_vs_severity": "no hed:* (HED severity) targets in the results (only cross_stain protocols have them)",
+}
+
+
+def build_tables(df: pd.DataFrame) -> dict[str, tuple[str, str] | str]:
+    """Every table as (markdown, latex), or the reason it has no content."""
+    out: dict[str, tuple[str, str] | str] = {}
+    for name, builder in TABLES.items():
+        tables = builder(df)
+        out[name] = (render_markdown(tables), render_latex(tables)) if tables else SKIP_REASONS[name]
+    return out
+
+
+def write_tables(df: pd.DataFrame, table_dir: Path) -> list[Path]:
+    """Write ``<name>.md`` and ``<name>.tex`` per table; prints why a table is skipped."""
+    written = []
+    for name, result in build_tables(df).items():
+        if isinstance(result, str):
+            print(f"skipped table {name}: {result}")
+            continue
+        for ext, text in zip(("md", "tex"), result):
+            path = table_dir / f"{name}.{ext}"
+            write_text(path, text)
+            written.append(path)
+    return written

@@ -1,0 +1,309 @@
+"""Real-data loaders and crop rules.
+
+The crop, label-rule and folder-layout tests run everywhere on tiny arrays. Tests marked
+``realdata`` need the dataset mirror: ``WBC_DATA_MIRROR=/work/shared/datasets``; they extract all
+archives once per session into a temporary folder and check counts, labels, masks and crops.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.data import real
+from benchmark.data.crops import (
+    CONTEXT,
+    Box,
+    border_colour,
+    crop_square,
+    detect_wbc_box,
+    grey_to_codes,
+    wbc_components,
+)
+from benchmark.data.sample import CLASSES
+from benchmark.errors import BenchmarkError
+
+# ---------------------------------------------------------------- crops (no data needed)
+
+
+def test_grey_to_codes_thresholds_noisy_values():
+    grey = np.array([[0, 40, 63, 64, 128, 161, 191, 192, 250, 255]], np.uint8)
+    assert grey_to_codes(grey).tolist() == [[0, 0, 0, 1, 1, 1, 1, 2, 2, 2]]
+
+
+def test_crop_is_centred_at_fixed_relative_scale_and_padded_with_border_colour():
+    image = np.full((100, 100, 3), (250, 230, 180), np.uint8)
+    mask = np.zeros((100, 100), np.uint8)
+    image[5:25, 5:45] = (90, 40, 140)  # a 20x40 WBC touching nothing but near the corner
+    mask[5:25, 5:45] = 2
+    out, out_mask = crop_square(image, mask, Box(5, 5, 25, 45), size=60)
+    assert out.shape == (60, 60, 3) and out_mask.shape == (60, 60)
+    # side = 1.5 * 40 = 60 px, so scale 1: the cell spans 40 of 60 px, centred
+    cols = np.nonzero(out_mask.any(axis=0))[0]
+    rows = np.nonzero(out_mask.any(axis=1))[0]
+    assert (cols[0], cols[-1] + 1) == (10, 50) and (rows[0], rows[-1] + 1) == (20, 40)
+    # the window starts at y = 15 - 30 = -15: 10 rows above the frame are padding in the smear colour
+    assert (out[:10] == (250, 230, 180)).all() and (out_mask[:10] == 0).all()
+    assert set(np.unique(out_mask)) <= {0, 2}
+
+
+def test_border_colour_ignores_cell_pixels_on_the_ring():
+    image = np.full((20, 20, 3), 200, np.uint8)
+    mask = np.zeros((20, 20), np.uint8)
+    image[:, :12] = 10  # a cell covering more than half the border ring
+    mask[:, :12] = 1
+    assert border_colour(image, mask).tolist() == [200, 200, 200]
+    assert border_colour(image).tolist() == [10, 10, 10]
+
+
+def test_mask_resize_is_nearest():
+    mask = np.zeros((90, 90), np.uint8)
+    mask[30:60, 30:60] = 1
+    mask[40:50, 40:50] = 2
+    _, small = crop_square(np.zeros((90, 90, 3), np.uint8), mask, Box(30, 30, 60, 60), size=17)
+    assert set(np.unique(small)) == {0, 1, 2}
+
+
+def test_components_drop_specks_and_keep_raster_order():
+    wbc = np.zeros((50, 50), bool)
+    wbc[30:45, 2:20] = True  # second in raster order
+    wbc[2:20, 30:48] = True  # first
+    wbc[0, 0] = True  # speck
+    boxes, kept, dropped = wbc_components(wbc, min_px=10)
+    assert boxes == [Box(2, 30, 20, 48), Box(30, 2, 45, 20)]
+    assert dropped == 1 and not kept[0, 0] and kept[2, 30]
+
+
+def _smear_with_cell(h=120, w=120, cy=60, cx=60, r_cell=24, r_nuc=14) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    image = np.full((h, w, 3), (235, 215, 200), np.uint8)  # cream background, B < R
+    for y, x in ((20, 20), (100, 30), (25, 95)):
+        image[(yy - y) ** 2 + (xx - x) ** 2 < 144] = (215, 150, 150)  # pink red cells
+    image[(yy - cy) ** 2 + (xx - cx) ** 2 < r_cell**2] = (190, 170, 215)  # lilac cytoplasm
+    image[(yy - cy) ** 2 + (xx - cx) ** 2 < r_nuc**2] = (90, 50, 150)  # purple nucleus
+    return image
+
+
+def test_detector_finds_the_whole_cell_not_only_the_nucleus():
+    box = detect_wbc_box(_smear_with_cell())
+    assert box is not None
+    assert abs(box.longer_side - 48) <= 4
+    assert abs((box.y0 + box.y1) / 2 - 60) <= 2 and abs((box.x0 + box.x1) / 2 - 60) <= 2
+
+
+def test_detector_returns_none_on_an_empty_smear():
+    assert detect_wbc_box(np.full((80, 80, 3), (235, 215, 200), np.uint8)) is None
+
+
+# ---------------------------------------------------------------- BCCD label rule
+
+
+@pytest.mark.parametrize(
+    "names, components, expected",
+    [
+        (["neutrophil"], 1, (0, None)),
+        (["eosinophil", "eosinophil"], 1, (3, None)),
+        (["neutrophil", "neutrophil"], 2, (0, None)),
+        (["neutrophil"], 2, (None, "mask has more WBCs than the row names")),
+        (["neutrophil", "monocyte"], 2, (None, "row names different classes (cannot tell which cell is which)")),
+        ([], 1, (None, "blank row in labels.csv")),
+        (None, 1, (None, "no row in labels.csv")),
+    ],
+)
+def test_bccd_label_rule(names, components, expected):
+    assert real._bccd_label(names, components) == expected
+
+
+def test_bccd_labels_csv_without_padding_and_two_classes(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text(',Image,Category\n,0,NEUTROPHIL\n,10,"NEUTROPHIL, EOSINOPHIL"\n,25,\n')
+    assert real._bccd_labels(path) == {0: ["neutrophil"], 10: ["neutrophil", "eosinophil"], 25: []}
+    path.write_text(",Image,Category\n,3,PLATELET\n")
+    with pytest.raises(BenchmarkError, match=r"labels\.csv: line 2: unknown class 'platelet'"):
+        real._bccd_labels(path)
+
+
+# ---------------------------------------------------------------- user-held folder layout
+
+
+def _write_folder(path: Path) -> None:
+    (path / "images").mkdir(parents=True)
+    (path / "masks").mkdir()
+    cell = _smear_with_cell()
+    Image.fromarray(cell).save(path / "images" / "a1.png")
+    Image.fromarray(cell).save(path / "images" / "b2.jpg", quality=95)
+    mask = np.zeros(cell.shape[:2], np.uint8)
+    mask[36:84, 36:84] = 1
+    mask[46:74, 46:74] = 2
+    Image.fromarray(mask).save(path / "masks" / "a1.png")  # codes 0/1/2 taken as is
+    (path / "labels.csv").write_text("id,class\na1,Monocyte\nb2,\n")
+
+
+def test_load_folder_with_and_without_masks(tmp_path):
+    _write_folder(tmp_path / "lisc")
+    samples = {s.id: s for s in real.load_folder(tmp_path / "lisc", 32, "lisc")}
+    assert set(samples) == {"lisc/a1", "lisc/b2"}
+    a1, b2 = samples["lisc/a1"], samples["lisc/b2"]
+    assert a1.label == CLASSES.index("monocyte") and b2.label is None
+    assert a1.mask is not None and set(np.unique(a1.mask)) == {0, 1, 2} and a1.meta["box"] == "mask"
+    assert b2.mask is None and b2.meta["box"] == "detected"
+    assert a1.image.shape == (32, 32, 3) and a1.domain == "lisc" and a1.source == "images/a1.png"
+
+
+def test_load_folder_errors(tmp_path):
+    with pytest.raises(BenchmarkError, match="no images/ folder"):
+        real.load_folder(tmp_path, 32, "x")
+    _write_folder(tmp_path / "d")
+    (tmp_path / "d" / "labels.csv").write_text("id,class\na1,blast\n")
+    with pytest.raises(BenchmarkError, match=r"line 2: unknown class 'blast'"):
+        real.load_folder(tmp_path / "d", 32, "x")
+    (tmp_path / "d" / "labels.csv").unlink()
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "d" / "masks" / "a1.png")
+    with pytest.raises(BenchmarkError, match=r"a1\.png: mask is 10x10 px but image .*a1\.png is 120x120 px"):
+        real.load_folder(tmp_path / "d", 32, "x")
+    (tmp_path / "d" / "images" / "b2.jpg").write_bytes(b"\xff\xd8 broken")
+    (tmp_path / "d" / "masks" / "a1.png").unlink()
+    with pytest.raises(BenchmarkError, match=r"b2\.jpg: unreadable image"):
+        real.load_folder(tmp_path / "d", 32, "x")
+
+
+def test_folder_dataset_needs_its_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("WBC_FOLDER_DATASET", raising=False)
+    with pytest.raises(BenchmarkError, match=r"\$WBC_FOLDER_DATASET, which is not set"):
+        real.load_folder_dataset(tmp_path, 32)
+    _write_folder(tmp_path / "raabin")
+    monkeypatch.setenv("WBC_FOLDER_DATASET", str(tmp_path / "raabin"))
+    assert {s.domain for s in real.load_folder_dataset(tmp_path, 32)} == {"folder"}
+
+
+def test_missing_dataset_folder_says_how_to_fetch(tmp_path):
+    with pytest.raises(BenchmarkError, match=r"zheng_d1: folder .* is missing; run `python -m benchmark data`"):
+        real.zheng_inventory(tmp_path, 1)
+
+
+# ---------------------------------------------------------------- real data (mirror needed)
+
+MIRROR = os.environ.get("WBC_DATA_MIRROR")
+needs_mirror = pytest.mark.skipif(
+    not MIRROR or not Path(MIRROR).is_dir(),
+    reason="set WBC_DATA_MIRROR to the dataset mirror folder (e.g. /work/shared/datasets) to run real-data tests",
+)
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """All four archives extracted once per session (about 5 s on 2 cores)."""
+    from benchmark.data.fetch import fetch_all
+
+    root = tmp_path_factory.mktemp("wbcdata")
+    start = time.perf_counter()
+    fetch_all(root, mirror=Path(MIRROR))
+    print(f"\nextracted all archives in {time.perf_counter() - start:.1f} s")
+    return root
+
+
+def _check_crops(samples, size: int, masked: bool) -> None:
+    for s in samples:
+        assert s.image.shape == (size, size, 3) and s.image.dtype == np.uint8
+        if masked:
+            assert s.mask.shape == (size, size) and set(np.unique(s.mask)) <= {0, 1, 2}
+            assert (s.mask > 0).any()
+        else:
+            assert s.mask is None
+
+
+@pytest.mark.realdata
+@needs_mirror
+def test_zheng_counts_labels_masks_and_crops(data_root):
+    d1 = real.load_zheng_d1(data_root, 48)
+    d2 = real.load_zheng_d2(data_root, 48)
+    assert len(d1) == 300 and len(d2) == 100
+    counts = lambda ss: [sum(s.label == i for s in ss) for i in range(len(CLASSES))]  # noqa: E731
+    assert counts(d1) == [176, 53, 48, 22, 1] and counts(d2) == [33, 37, 15, 12, 3]
+    by_id = {s.id: s for s in d1}
+    assert by_id["zheng_d1/001"].label == CLASSES.index("lymphocyte")  # CSV row "1,2"
+    assert by_id["zheng_d1/002"].label == CLASSES.index("neutrophil")  # CSV row "2,1"
+    assert by_id["zheng_d1/001"].source == "zheng/Dataset 1/001.bmp"
+    _check_crops(d1 + d2, 48, masked=True)
+    # both tissue codes are present after resizing, and the WBC spans about 1/CONTEXT of the crop
+    assert all({1, 2} <= set(np.unique(s.mask)) for s in d2)
+    extents = [np.ptp(np.nonzero(s.mask.any(axis=0))[0]) + 1 for s in d2]
+    assert abs(np.median(extents) / 48 - 1 / CONTEXT) < 0.05
+
+
+@pytest.mark.realdata
+@needs_mirror
+def test_bccd_one_crop_per_wbc_with_explicit_unlabelled(data_root):
+    seen: list[str] = []
+    inv = real.bccd_inventory(data_root, on_image=lambda path, codes, recs: seen.extend(r.id for r in recs))
+    assert (inv.images, inv.masks, len(inv.records)) == (367, 367, 380) and seen == [r.id for r in inv.records]
+    assert dict(inv.unlabelled) == {
+        "blank row in labels.csv": 1,
+        "row names different classes (cannot tell which cell is which)": 15,
+    }
+    assert not inv.skipped
+    assert inv.class_counts() == {"neutrophil": 215, "lymphocyte": 35, "monocyte": 20, "eosinophil": 91, "basophil": 3}
+    assert any(n.startswith("VOC cross-check (IoU >= 0.3): 370 of 377") for n in inv.notes)
+    labels = {r.id: r.label for r in inv.records}
+    assert labels["bccd/00010#0"] is None and labels["bccd/00010#1"] is None  # "NEUTROPHIL, EOSINOPHIL"
+    assert labels["bccd/00031#0"] == labels["bccd/00031#1"] == 0  # "NEUTROPHIL,NEUTROPHIL"
+
+
+@pytest.mark.realdata
+@needs_mirror
+def test_bccd_crops_on_a_subset_of_images(data_root, tmp_path):
+    root = tmp_path / "root"
+    for sub in ("Input/BCCD", "Ground Truth/BCCD"):
+        (root / "bccd_masks" / sub).mkdir(parents=True)
+    src = data_root / "bccd_masks"
+    shutil.copy(src / "Input/BCCD/labels.csv", root / "bccd_masks/Input/BCCD/labels.csv")
+    for number in ("00000", "00010", "00031", "00103"):
+        shutil.copy(src / f"Input/BCCD/BloodImage_{number}.jpg", root / "bccd_masks/Input/BCCD")
+        shutil.copy(src / f"Ground Truth/BCCD/BloodImage_Mask_{number}.png", root / "bccd_masks/Ground Truth/BCCD")
+    samples = real.load_bccd(root, 40)
+    assert [s.id for s in samples] == ["bccd/00000#0", "bccd/00010#0", "bccd/00010#1", "bccd/00031#0", "bccd/00031#1", "bccd/00103#0"]
+    assert [s.label for s in samples] == [0, None, None, 0, 0, 3]
+    assert samples[0].source == "bccd_masks/Input/BCCD/BloodImage_00000.jpg"
+    _check_crops(samples, 40, masked=True)
+
+
+@pytest.mark.realdata
+@needs_mirror
+def test_pbc_inventory_and_a_subset_of_files(data_root, tmp_path):
+    inv = real.pbc_inventory(data_root)
+    assert len(inv.records) == 2000 and set(inv.class_counts().values()) == {400}
+    # the loader must work with whatever subset is present: copy 6 files per class
+    subset = tmp_path / "root"
+    for rec in [r for c in range(len(CLASSES)) for r in [x for x in inv.records if x.label == c][:6]]:
+        target = subset / rec.image.relative_to(data_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(rec.image, target)
+    (subset / "pbc" / "wbc" / "neutrophil" / ".DS_123.jpg").write_bytes(b"")
+    (subset / "pbc" / "other_types" / "platelet").mkdir()
+    (subset / "pbc" / "other_types" / "platelet" / "PLT_1.jpg").write_bytes(b"")
+    sub_inv = real.pbc_inventory(subset)
+    assert len(sub_inv.records) == 30
+    assert dict(sub_inv.skipped) == {"hidden files (macOS .DS_*)": 1, "other_types/platelet: not one of the benchmark classes": 1}
+    samples = real.load_pbc(subset, 64)
+    _check_crops(samples, 64, masked=False)
+    assert all(s.meta["box"] == "detected" for s in samples)
+    assert samples[0].id.startswith("pbc/eosinophil/") and samples[0].source.startswith("pbc/wbc/eosinophil/")
+
+
+@pytest.mark.realdata
+@needs_mirror
+def test_registered_loader_goes_through_the_cache(data_root):
+    from benchmark.data.datasets import dataset_spec, load_dataset
+
+    spec = dataset_spec("zheng_d2")
+    assert spec.fetched and spec.domains == ("zheng_d2",)
+    first = load_dataset("zheng_d2", size=24, root=data_root)
+    assert (data_root / "cache" / "zheng_d2-24px-v1.npz").exists()
+    again = load_dataset("zheng_d2", size=24, root=data_root)
+    assert [s.id for s in again] == [s.id for s in first]
+    assert np.array_equal(again[5].mask, first[5].mask) and again[5].label == first[5].label
