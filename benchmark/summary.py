@@ -24,7 +24,9 @@ IN_DOMAIN = "in_domain"
 NO_TREATMENT = "none"
 """Stain treatment of jobs whose config predates the ``treatment`` field."""
 
-METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + SEGMENTATION_METRICS
+EXPLAIN_METRICS: tuple[str, ...] = ("saliency_consistency",)
+"""Share of Grad-CAM energy inside the WBC mask (``benchmark.explain``)."""
+METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + SEGMENTATION_METRICS + EXPLAIN_METRICS
 PER_CLASS_F1: tuple[str, ...] = tuple(f"f1_{c}" for c in CLASSES)
 
 KEY_COLUMNS: tuple[str, ...] = (

@@ -133,6 +133,8 @@ def _metrics(proba: np.ndarray | None, pred: np.ndarray | None, truth: np.ndarra
         out.update({k: None for k in ("iou", "dice", "pixel_accuracy", "nucleus_iou")})
     else:
         out.update(segmentation_metrics(pred, truth))
+    # a deterministic stand-in for the Grad-CAM consistency the runner measures
+    out["saliency_consistency"] = None if proba is None else round(float(proba.max(axis=1).mean()), 5)
     return out
 
 
