@@ -8,6 +8,9 @@ BUDGET ?=
 MODELS ?=
 JOBS ?= 1
 OUT ?= results/$(PROTOCOL)
+# No internet on the project machines: take datasets from the shared mirror when it is there.
+WBC_DATA_MIRROR ?= $(wildcard $(abspath ../shared/datasets))
+export WBC_DATA_MIRROR
 
 RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) --jobs $(JOBS) \
 	$(if $(BUDGET),--budget $(BUDGET)) $(if $(MODELS),--models $(MODELS))

@@ -99,18 +99,19 @@ def _save_cache(path: Path, samples: list[Sample]) -> None:
 
 
 def _read_cache(path: Path) -> list[Sample]:
-    z = np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as z:
+        a = {k: z[k] for k in z.files}  # each z[k] access re-reads the file: load every array once
     return [
         Sample(
-            id=str(z["ids"][i]),
-            image=z["images"][i],
-            mask=z["masks"][i] if z["has_mask"][i] else None,
-            label=None if z["labels"][i] < 0 else int(z["labels"][i]),
-            dataset=str(z["datasets"][i]),
-            domain=str(z["domains"][i]),
-            source=str(z["sources"][i]),
+            id=str(a["ids"][i]),
+            image=a["images"][i],
+            mask=a["masks"][i] if a["has_mask"][i] else None,
+            label=None if a["labels"][i] < 0 else int(a["labels"][i]),
+            dataset=str(a["datasets"][i]),
+            domain=str(a["domains"][i]),
+            source=str(a["sources"][i]),
         )
-        for i in range(len(z["ids"]))
+        for i in range(len(a["ids"]))
     ]
 
 
