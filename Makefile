@@ -6,14 +6,14 @@ PROTOCOL ?= cross_stain
 SEEDS ?= 5
 BUDGET ?=
 MODELS ?=
-JOBS ?= 1
+JOBS ?=
 OUT ?= results/$(PROTOCOL)
 # No internet on the project machines: take datasets from the shared mirror when it is there.
 WBC_DATA_MIRROR ?= $(wildcard $(abspath ../shared/datasets))
 export WBC_DATA_MIRROR
 
-RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) --jobs $(JOBS) \
-	$(if $(BUDGET),--budget $(BUDGET)) $(if $(MODELS),--models $(MODELS))
+RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) \
+	$(if $(JOBS),--jobs $(JOBS)) $(if $(BUDGET),--budget $(BUDGET)) $(if $(MODELS),--models $(MODELS))
 
 .PHONY: install test data benchmark report clean-results
 

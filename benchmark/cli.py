@@ -44,7 +44,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.budgets import default_budget_name, get_budget
-    from benchmark.runner import Sweep, run_sweep
+    from benchmark.runner import Sweep, default_workers, run_sweep
     from models import list_models
     from models.variants import SG_CLDFF_VARIANTS
 
@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     budget = get_budget(args.budget or default_budget_name())
     out = Path(args.out or f"results/{args.protocol}")
     sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out)
-    run_sweep(sweep, workers=args.jobs)
+    run_sweep(sweep, workers=args.jobs or default_workers())
     return 0
 
 
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", choices=["smoke", "cpu", "paper"], help="default: paper on a GPU, cpu otherwise")
     r.add_argument("--models", help="comma-separated names, or 'all' (default: the four SG-CLDFF variants)")
     r.add_argument("--out", help="results folder (default results/<protocol>)")
-    r.add_argument("--jobs", type=int, default=1, help="jobs run in parallel on this machine")
+    r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core, 1 on a GPU)")
     rep = sub.add_parser("report", help="summary.csv, Markdown/LaTeX tables and figures from a results folder")
     rep.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
     hyp = sub.add_parser("hypotheses", help="H1/H2 shifted-null tests with Holm correction -> hypotheses.md/json")

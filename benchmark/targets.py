@@ -22,6 +22,7 @@ class TargetBuilder:
     def __init__(self, split: Split, by_id: dict[str, Sample]) -> None:
         self.split, self.by_id = split, by_id
         self._profiles: dict[str, stain.StainProfile] = {}
+        self._samples: dict[str, list[Sample]] = {}
 
     def profile(self, domain: str) -> stain.StainProfile:
         if domain not in self._profiles:
@@ -35,6 +36,12 @@ class TargetBuilder:
         return self._profiles[domain]
 
     def samples(self, target: TestTarget) -> list[Sample]:
+        """The target's samples, transformed once and then reused (the builder is per split)."""
+        if target.name not in self._samples:
+            self._samples[target.name] = self._build(target)
+        return self._samples[target.name]
+
+    def _build(self, target: TestTarget) -> list[Sample]:
         base = [self.by_id[i] for i in target.ids]
         t = target.transform
         if t is None:
