@@ -5,7 +5,10 @@
 - ``roc_pr__<protocol>__<budget>__<model>.png``: one-vs-rest ROC and precision-recall curves per
   class on the in-domain test, predictions pooled over seeds (and sources);
 - ``iou_boxplot__<protocol>__<budget>.png``: per-image IoU per target domain, one panel per model,
-  pooled over seeds, recomputed from the run-length-encoded masks in ``predictions.jsonl.gz``.
+  pooled over seeds, recomputed from the run-length-encoded masks in ``predictions.jsonl.gz``;
+- ``explain__<protocol>__<budget>.png``: image, learned saliency S and Grad-CAM overlay (WBC mask
+  outlined) for a few test images per target, from ``explain_examples.npz`` of the full model's
+  lowest-seed job.
 
 A figure whose data is absent (no HED targets, no classifier, no masks) is skipped with the
 reason printed. Figures are drawn on :class:`matplotlib.figure.Figure` objects directly, never
@@ -191,6 +194,51 @@ def iou_boxplot_figure(preds: pd.DataFrame, displays: list[str], targets: list[s
     return fig
 
 
+EXPLAIN_IMAGES_PER_TARGET = 2
+
+
+def explain_panel_figure(examples: dict[str, np.ndarray], targets: list[str], title: str) -> Figure | None:
+    """Rows: test images of each target; columns: image, learned saliency, Grad-CAM over the image."""
+    rows = [(t, i) for t in targets if f"{t}|image" in examples
+            for i in range(min(EXPLAIN_IMAGES_PER_TARGET, len(examples[f"{t}|image"])))]
+    if not rows:
+        return None
+    fig = Figure(figsize=(6.6, 2.0 * len(rows) + 0.6), dpi=DPI)
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for r, (t, i) in enumerate(rows):
+        img, mask, cam = examples[f"{t}|image"][i], examples[f"{t}|mask"][i], examples[f"{t}|cam"][i]
+        sal = examples.get(f"{t}|saliency")
+        pred, label = int(examples[f"{t}|predicted"][i]), int(examples[f"{t}|label"][i])
+        truth = CLASSES[label] if label >= 0 else "unlabelled"
+        axes[r, 0].imshow(img)
+        axes[r, 0].set_ylabel(f"{t}\n{truth} -> {CLASSES[pred]}", fontsize=7)
+        if sal is not None:
+            axes[r, 1].imshow(sal[i], cmap="magma", vmin=0, vmax=1)
+        else:
+            axes[r, 1].text(0.5, 0.5, "no saliency module", ha="center", va="center", fontsize=7)
+        axes[r, 2].imshow(img)
+        axes[r, 2].imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        axes[r, 2].contour(mask > 0, levels=[0.5], colors="white", linewidths=0.8)
+        for c, name in enumerate(["image", "learned saliency S", "Grad-CAM (fused layer), WBC outline"]):
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=8)
+    _margins(fig, 0.2, 0.98, 1 - 0.45 / (2.0 * len(rows) + 0.6), 0.01, hspace=0.08, wspace=0.04)
+    return fig
+
+
+def _explain_examples(out_dir: Path, g: pd.DataFrame) -> tuple[dict[str, np.ndarray], str] | None:
+    """The full model's lowest-seed untreated job that saved explanation examples."""
+    jobs = g[(g["model"] == "sg_cldff") & (g["treatment"] == NO_TREATMENT)].sort_values(["seed", "source"])
+    for job_id, seed in jobs[["job_id", "seed"]].drop_duplicates().itertuples(index=False):
+        for path in (out_dir / "jobs").glob(f"*__{job_id}/explain_examples.npz"):
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}, f"sg_cldff seed {seed}"
+    return None
+
+
 def write_figures(out_dir: Path, df: pd.DataFrame, fig_dir: Path) -> list[Path]:
     """Every figure of a results folder; prints the reason for each figure skipped."""
     preds = all_predictions(out_dir)
@@ -221,4 +269,14 @@ def write_figures(out_dir: Path, df: pd.DataFrame, fig_dir: Path) -> list[Path]:
             print(f"skipped figure iou_boxplot__{tag}: no model with predicted and true masks in {what}")
         else:
             written.append(write_png(fig, fig_dir / f"iou_boxplot__{tag}.png"))
+
+        found = _explain_examples(out_dir, g)
+        fig = None if found is None else explain_panel_figure(
+            found[0], [t for t in ordered_targets(g) if not t.startswith("hed:") or t == max(
+                (x for x in ordered_targets(g) if x.startswith("hed:")), key=lambda x: float(x[4:]))],
+            f"Saliency and Grad-CAM, {found[1]}: {what}")
+        if fig is None:
+            print(f"skipped figure explain__{tag}: no sg_cldff job with explain_examples.npz in {what}")
+        else:
+            written.append(write_png(fig, fig_dir / f"explain__{tag}.png"))
     return written
