@@ -39,7 +39,7 @@ from models import create_model, list_models
 from protocols.resolve import load_by_domain, resolve_splits
 from protocols.split import Split
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 """Bump when a change to training or evaluation code changes results: it is part of every job id."""
 
 CPU_THREADS_PER_JOB = 1

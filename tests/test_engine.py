@@ -1,10 +1,11 @@
 """Training engine and runner: determinism, NaN handling, job ids, atomic job dirs, resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -13,10 +14,11 @@ from benchmark.batches import ArraySet
 from benchmark.budgets import get_budget
 from benchmark.errors import BenchmarkError
 from benchmark.runner import Job, Sweep, is_done, run_job, run_sweep
-from benchmark.summary import completed_job_dirs
+from benchmark.summary import build_summary, completed_job_dirs
 from benchmark.train import class_weights, train
 from models.base import ModelOutput, WBCModel
 from protocols.resolve import load_by_domain
+from protocols.split import TestTarget
 
 PROTOCOL = "cross_stain_synthetic"
 SMOKE = get_budget("smoke")
@@ -70,6 +72,7 @@ def test_resume_skips_done_jobs_and_redoes_incomplete_ones(tmp_path, capsys):
     sweep = _sweep(out, models=("sg_cldff", "sg_cldff_no_align"))
     first = run_sweep(sweep)
     assert len(first) == 2 and all(is_done(d) for d in first)
+    uninterrupted = build_summary(out)
     assert run_sweep(sweep) == []  # everything done: nothing re-run
     # simulate a crash: one job dir loses its done marker, and a temp dir is left behind
     (first[0] / "done").unlink()
@@ -78,6 +81,7 @@ def test_resume_skips_done_jobs_and_redoes_incomplete_ones(tmp_path, capsys):
     redone = run_sweep(sweep)
     assert [d.name for d in redone] == [first[0].name]
     assert len(completed_job_dirs(out)) == 2
+    pd.testing.assert_frame_equal(build_summary(out), uninterrupted)  # same tables as without the crash
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
@@ -104,11 +108,10 @@ def test_nan_loss_stops_with_a_clear_error(by_domain):
         train(_NaNModel(), data, data, SMOKE, seed=0, progress=False)
 
 
-def test_failed_job_leaves_no_job_directory(tmp_path, by_id):
+def test_job_failing_after_training_leaves_no_job_directory(tmp_path, by_id):
     (job, split), = _sweep(tmp_path).plan()
-    broken = dict(by_id)
-    broken[split.train[0]] = None  # a sample that cannot be tensorized mid-job
-    with pytest.raises(Exception):
-        run_job(job, split, broken, tmp_path, progress=False)
+    bad = TestTarget("bad", "x", split.targets[0].ids, {"kind": "sepia"})
+    broken = dataclasses.replace(split, targets=split.targets + (bad,))
+    with pytest.raises(BenchmarkError, match="unknown transform kind 'sepia'"):
+        run_job(job, broken, by_id, tmp_path, progress=False)
     assert list((tmp_path / "jobs").iterdir()) == []
-    shutil.rmtree(tmp_path / "jobs")
