@@ -150,7 +150,7 @@ def evaluate(h: Hypothesis, g: pd.DataFrame, treatment: str) -> tuple[Evaluation
         return _not_evaluated(h, a, b, f"no results for {' and '.join(missing)} in this experiment"), None
     rows = h.targets(g)
     if rows.empty:
-        return _not_evaluated(h, a, b, f"this protocol has no {CONDITION_TEXT[h.condition]}"), None
+        return _not_evaluated(h, a, b, f"this protocol has none of the targets the claim needs: {CONDITION_TEXT[h.condition]}"), None
     n_sources = g["source"].nunique()
     sa = _scores(rows[rows["display"] == a], h.metric, n_sources)
     sb = _scores(rows[rows["display"] == b], h.metric, n_sources)
