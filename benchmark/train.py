@@ -144,6 +144,10 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     device = device or pick_device()
     model.to(device).to(memory_format=torch.channels_last)
     model.set_class_weights(class_weights(train_set.labels).to(device))
+    if not any(p.requires_grad for p in model.parameters()):
+        # a training-free model (the classical segmenter): nothing to fit, validation scored once
+        val = score_predictions(predict(model, val_set, device), task)
+        return TrainResult(copy.deepcopy(model.state_dict()), 0, val, [], 0.0, 0)
     opt = torch.optim.Adam(model.parameters(), lr=budget.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=budget.lr_step_epochs, gamma=budget.lr_gamma)
     augment = paper_augmentation()

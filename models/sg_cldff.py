@@ -16,14 +16,13 @@ from benchmark.errors import BenchmarkError
 from models.base import ModelOutput, WBCModel
 from models.efficientswin_hybrid import EfficientSwinHybrid
 from models.registry import register_model
+from models.losses import NUCLEUS_WEIGHT, loss_parts_as_floats, wbc_nucleus_loss
 from models.saliency_prior import PRIORS, saliency_prior
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ALIGN_WEIGHT = 0.5
 """lambda of the saliency-alignment penalty (the paper gives no value; see the class docstring)."""
-NUCLEUS_WEIGHT = 0.5
-"""Weight of the auxiliary nucleus channel's BCE + Dice relative to the WBC channel's."""
 GATINGS = ("residual", "multiply")
 
 
@@ -87,13 +86,6 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def _soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - soft Dice per sample (smoothed by 1 so empty masks give a finite value), averaged."""
-    p = torch.sigmoid(logits).flatten(1)
-    t = target.flatten(1)
-    return (1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)).mean()
 
 
 class SGCLDFF(WBCModel):
@@ -229,16 +221,9 @@ class SGCLDFF(WBCModel):
             if labelled.any()
             else zero
         )
-        valid = batch["mask_valid"]
-        if valid.any():
-            logits = out.mask_logits[valid]
-            mask = batch["mask"][valid]
-            wbc, nucleus = (mask > 0).float(), (mask == 2).float()
-            seg_wbc = F.binary_cross_entropy_with_logits(logits[:, 0], wbc) + _soft_dice_loss(logits[:, 0], wbc)
-            seg_nuc = F.binary_cross_entropy_with_logits(logits[:, 1], nucleus) + _soft_dice_loss(logits[:, 1], nucleus)
-        else:
-            seg_wbc = seg_nuc = zero
-        total = ce + seg_wbc + self.nucleus_weight * seg_nuc
+        _, parts = wbc_nucleus_loss(out.mask_logits, batch, self.nucleus_weight)
+        seg_wbc, seg_nuc = parts["seg_wbc"], parts["seg_nucleus"]
+        total = ce + seg_wbc + self.nucleus_weight * seg_nuc  # this order: results stay bit-identical
         named = {"ce": ce, "seg_wbc": seg_wbc, "seg_nucleus": seg_nuc}
         if out.saliency is not None:
             # the raw distance is logged even at lambda = 0 (does S follow A without being told to?)
@@ -247,8 +232,7 @@ class SGCLDFF(WBCModel):
                 total = total + self.align_weight * align_l1
             named.update(align_l1=align_l1, align=self.align_weight * align_l1)
         named["total"] = total
-        values = torch.stack([v.detach().float() for v in named.values()]).tolist()  # one device sync
-        return total, dict(zip(named, values))
+        return total, loss_parts_as_floats(named)
 
     def _alignment_l1(self, s: torch.Tensor, batch: dict[str, torch.Tensor], zero: torch.Tensor) -> torch.Tensor:
         """mean |S - A| over the samples that have a prior (all of them for the image prior)."""

@@ -15,10 +15,11 @@ from benchmark.budgets import get_budget
 from benchmark.errors import BenchmarkError
 from benchmark.runner import Job, Sweep, is_done, run_job, run_sweep
 from benchmark.summary import build_summary, completed_job_dirs
-from benchmark.train import class_weights, train
+from benchmark.train import class_weights, predict, score_predictions, train
+from models import create_model, list_models
 from models.base import ModelOutput, WBCModel
 from protocols.resolve import load_by_domain
-from protocols.split import TestTarget
+from protocols import split as split_types
 
 PROTOCOL = "cross_stain_synthetic"
 SMOKE = get_budget("smoke")
@@ -110,8 +111,22 @@ def test_nan_loss_stops_with_a_clear_error(by_domain):
 
 def test_job_failing_after_training_leaves_no_job_directory(tmp_path, by_id):
     (job, split), = _sweep(tmp_path).plan()
-    bad = TestTarget("bad", "x", split.targets[0].ids, {"kind": "sepia"})
+    bad = split_types.TestTarget("bad", "x", split.targets[0].ids, {"kind": "sepia"})
     broken = dataclasses.replace(split, targets=split.targets + (bad,))
     with pytest.raises(BenchmarkError, match="unknown transform kind 'sepia'"):
         run_job(job, broken, by_id, tmp_path, progress=False)
     assert list((tmp_path / "jobs").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_trains_and_predicts_through_the_engine(name, by_domain):
+    """Registry-driven: one smoke epoch of the real engine, then prediction, for every model."""
+    samples = next(iter(by_domain.values()))[:16]
+    data = ArraySet.from_samples(samples, "toy")
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, img_size=SMOKE.img_size)
+    result = train(model, data, data, SMOKE, seed=0, progress=False)
+    scores = score_predictions(predict(model, data, torch.device("cpu")), "multitask")
+    assert result.best_epoch == 0
+    assert (scores["macro_f1"] is None) == (not model.has_classifier)
+    assert (scores["iou"] is None) == (not model.has_segmenter)
