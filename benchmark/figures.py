@@ -211,7 +211,8 @@ def explain_panel_figure(examples: dict[str, np.ndarray], targets: list[str], ti
         pred, label = int(examples[f"{t}|predicted"][i]), int(examples[f"{t}|label"][i])
         truth = CLASSES[label] if label >= 0 else "unlabelled"
         axes[r, 0].imshow(img)
-        axes[r, 0].set_ylabel(f"{t}\n{truth} -> {CLASSES[pred]}", fontsize=7)
+        axes[r, 0].text(1, 1, f"{t}\n{truth} -> {CLASSES[pred]}", fontsize=6, va="top",
+                        bbox={"facecolor": "white", "alpha": 0.8, "pad": 1})
         if sal is not None:
             axes[r, 1].imshow(sal[i], cmap="magma", vmin=0, vmax=1)
         else:
@@ -225,7 +226,7 @@ def explain_panel_figure(examples: dict[str, np.ndarray], targets: list[str], ti
             if r == 0:
                 axes[r, c].set_title(name, fontsize=8)
     fig.suptitle(title, fontsize=8)
-    _margins(fig, 0.2, 0.98, 1 - 0.45 / (2.0 * len(rows) + 0.6), 0.01, hspace=0.08, wspace=0.04)
+    _margins(fig, 0.02, 0.98, 1 - 0.45 / (2.0 * len(rows) + 0.6), 0.01, hspace=0.08, wspace=0.04)
     return fig
 
 
