@@ -119,12 +119,13 @@ def test_unknown_model_error_lists_valid_names() -> None:
     assert all(name in str(err.value) for name in list_models())
 
 
-def test_sg_cldff_overfits_a_tiny_batch() -> None:
-    model = _build("sg_cldff")
+@pytest.mark.parametrize("name, lr, steps", [("sg_cldff", 2e-3, 30), ("unet", 1e-2, 25), ("saliency_unet", 1e-2, 25)])
+def test_loss_decreases_when_overfitting_a_tiny_batch(name: str, lr: float, steps: int) -> None:
+    model = _build(name)
     batch = toy_batch(4)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    for _ in range(30):
+    for _ in range(steps):
         total, _ = model.loss(model(batch["image"]), batch)
         opt.zero_grad()
         total.backward()
