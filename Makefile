@@ -6,6 +6,8 @@ PROTOCOL ?= cross_stain
 SEEDS ?= 5
 BUDGET ?=
 MODELS ?=
+TREATMENTS ?=
+SOURCES ?=
 JOBS ?=
 OUT ?= results/$(PROTOCOL)
 # No internet on the project machines: take datasets from the shared mirror when it is there.
@@ -13,7 +15,8 @@ WBC_DATA_MIRROR ?= $(wildcard $(abspath ../shared/datasets))
 export WBC_DATA_MIRROR
 
 RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) \
-	$(if $(JOBS),--jobs $(JOBS)) $(if $(BUDGET),--budget $(BUDGET)) $(if $(MODELS),--models $(MODELS))
+	$(if $(JOBS),--jobs $(JOBS)) $(if $(BUDGET),--budget $(BUDGET)) $(if $(MODELS),--models $(MODELS)) \
+	$(if $(TREATMENTS),--treatments $(TREATMENTS)) $(if $(SOURCES),--sources $(SOURCES))
 
 .PHONY: install test data benchmark report clean-results
 

@@ -40,6 +40,13 @@ class ArraySet:
         return ArraySet(ids, np.array(self.domains)[index].tolist(), self.images[index], self.masks[index],
                         self.mask_valid[index], self.labels[index])
 
+    def map_images(self, fn: Callable[[np.ndarray], np.ndarray] | None) -> "ArraySet":
+        """A copy with ``fn`` applied to every image (a stain normalization); itself when ``fn`` is None."""
+        if fn is None:
+            return self
+        return ArraySet(self.ids, self.domains, np.stack([fn(im) for im in self.images]), self.masks,
+                        self.mask_valid, self.labels)
+
     @classmethod
     def from_samples(cls, samples: list[Sample], where: str) -> "ArraySet":
         if not samples:

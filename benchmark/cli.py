@@ -1,4 +1,4 @@
-"""``python -m benchmark <command>``: data, protocols, models, run, report, hypotheses."""
+"""``python -m benchmark <command>``: data, protocols, models, treatments, run, report, hypotheses."""
 from __future__ import annotations
 
 import argparse
@@ -40,19 +40,37 @@ def _cmd_models(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_treatments(_: argparse.Namespace) -> int:
+    from benchmark.treatments import TREATMENTS, list_treatments
+
+    for name in list_treatments():
+        print(f"{name:<24} {TREATMENTS.description(name)}")
+    return 0
+
+
+def _names(arg: str | None, every: list[str]) -> list[str]:
+    """A comma-separated CLI list; 'all' means ``every``; empty or absent gives []."""
+    if not arg:
+        return []
+    return list(every) if arg.strip() == "all" else [n.strip() for n in arg.split(",") if n.strip()]
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.budgets import default_budget_name, get_budget
     from benchmark.runner import Sweep, default_workers, run_sweep
+    from benchmark.treatments import NO_TREATMENT, list_treatments
     from models import list_models
     from models.variants import SG_CLDFF_VARIANTS
 
-    models = list(SG_CLDFF_VARIANTS) if not args.models else (
-        list_models() if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()])
+    models = _names(args.models, list_models()) or list(SG_CLDFF_VARIANTS)
     budget = get_budget(args.budget or default_budget_name())
     out = Path(args.out or f"results/{args.protocol}")
-    sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out)
+    treatments = _names(args.treatments, list_treatments()) or [NO_TREATMENT]
+    sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out, treatments=treatments,
+                  sources=_names(args.sources, []) or None,
+                  model_kwargs={"pretrained": True} if args.pretrained else {})
     run_sweep(sweep, workers=args.jobs or default_workers())
     return 0
 
@@ -83,11 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--size", type=int, default=64, help="crop size used to load images (pHash check)")
     sub.add_parser("models", help="list registered models with a one-line description")
+    sub.add_parser("treatments", help="list registered stain treatments with a one-line description")
     r = sub.add_parser("run", help="train every (model, source, seed) job of a protocol; resumes, skipping done jobs")
     r.add_argument("--protocol", required=True)
     r.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     r.add_argument("--budget", choices=["smoke", "cpu", "paper"], help="default: paper on a GPU, cpu otherwise")
     r.add_argument("--models", help="comma-separated names, or 'all' (default: the four SG-CLDFF variants)")
+    r.add_argument("--treatments", help="stain treatments, comma-separated or 'all' (default: none); "
+                   "see `python -m benchmark treatments`")
+    r.add_argument("--sources", help="only these source domains of the protocol, comma-separated (default: all)")
+    r.add_argument("--pretrained", action="store_true",
+                   help="start timm backbones from cached ImageNet weights (fails if not cached; default: from scratch)")
     r.add_argument("--out", help="results folder (default results/<protocol>)")
     r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core, 1 on a GPU)")
     rep = sub.add_parser("report", help="summary.csv, Markdown/LaTeX tables and figures from a results folder")
@@ -103,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "data":
             return _cmd_data(argv[1:])
         args = build_parser().parse_args(argv)
-        handler = {"protocols": _cmd_protocols, "models": _cmd_models, "run": _cmd_run,
+        handler = {"protocols": _cmd_protocols, "models": _cmd_models, "treatments": _cmd_treatments, "run": _cmd_run,
                    "report": _cmd_report, "hypotheses": _cmd_hypotheses}[args.command]
         return handler(args)
     except BenchmarkError as e:

@@ -1,8 +1,10 @@
 """The sweep runner (DomainBed-style): a sweep is a list of jobs, each keyed by a hash of the
 config that changes its result; a job trains once and is evaluated on every target of its split.
 
-Job directory (``<out>/jobs/<model>__<source>__seed<k>__<id>/``):
-``config.json`` (resolved config), ``fingerprint.json`` (split hash and dataset fingerprint),
+Job directory (``<out>/jobs/<model>[+<treatment>]__<source>__seed<k>__<id>/``, the treatment
+named when it is not ``none``):
+``config.json`` (resolved config), ``fingerprint.json`` (split hash, dataset fingerprint, the fitted
+stain treatment),
 ``metrics.json`` (per target), ``predictions.jsonl.gz`` (per sample: probabilities, predicted
 and true mask RLE, label, domain), ``explain_examples.npz`` (a few images per target with their
 mask, Grad-CAM and learned saliency, keys ``<target>|<array>``) and ``done``. Everything is written into a temporary sibling
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -33,9 +36,11 @@ from benchmark.errors import BenchmarkError
 from benchmark.explain import can_explain, explain
 from benchmark.fingerprint import split_fingerprint
 from benchmark.metrics import mask_to_rle
+from benchmark.summary import display_name
 from benchmark.targets import TargetBuilder
+from benchmark.treatments import NO_TREATMENT, fit_treatment, list_treatments, treatment_record
 from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
-from models import create_model, list_models
+from models import MODELS, create_model, list_models
 from protocols.resolve import load_by_domain, resolve_splits
 from protocols.split import Split
 
@@ -61,12 +66,13 @@ class Job:
     budget: Budget
     split_hash: str
     model_kwargs: dict = field(default_factory=dict)
+    treatment: str = NO_TREATMENT
 
     def config(self) -> dict:
         """What changes the result; paths, worker count and device are deliberately not in it."""
         return {
             "engine_version": ENGINE_VERSION, "protocol": self.protocol, "model": self.model,
-            "model_kwargs": self.model_kwargs, "source": self.source, "seed": self.seed,
+            "model_kwargs": self.model_kwargs, "treatment": self.treatment, "source": self.source, "seed": self.seed,
             "budget": self.budget.to_dict(), "split_hash": self.split_hash,
         }
 
@@ -77,7 +83,7 @@ class Job:
 
     @property
     def dirname(self) -> str:
-        return f"{self.model}__{self.source}__seed{self.seed}__{self.id}"
+        return f"{display_name(self.model, self.treatment)}__{self.source}__seed{self.seed}__{self.id}"
 
 
 def is_done(job_dir: Path) -> bool:
@@ -112,15 +118,18 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
     try:
         seed_everything(job.seed)
         model = create_model(job.model, num_classes=5, img_size=job.budget.img_size, **job.model_kwargs)
+        treatment = fit_treatment(job.treatment, [by_id[i].image for i in split.train])
         train_set = ArraySet.from_samples([by_id[i] for i in split.train], f"{split.key} train")
         val_set = ArraySet.from_samples([by_id[i] for i in split.val], f"{split.key} val")
-        result = train(model, train_set, val_set, job.budget, job.seed, task=split.task, device=device,
-                       progress=progress, desc=f"{job.model} {job.source} s{job.seed}")
+        result = train(model, train_set.map_images(treatment.preprocess), val_set.map_images(treatment.preprocess),
+                       job.budget, job.seed, task=split.task, device=device, extra_augment=treatment.augment,
+                       progress=progress, desc=f"{job.dirname.rsplit('__', 1)[0]}")
         builder = builder or TargetBuilder(split, by_id)
         metrics, records, panel = {}, [], {}
         t_eval = time.perf_counter()
         for target in split.targets:
             data = ArraySet.from_samples(builder.samples(target), f"{split.key} target {target.name}")
+            data = data.map_images(treatment.preprocess)
             pred = predict(model, data, device)
             scores = score_predictions(pred, split.task)
             scores["saliency_consistency"] = None
@@ -141,7 +150,8 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         config = {**job.config(), "job_id": job.id, "device": device.type, "torch": torch.__version__,
                   "task": split.task, "has_classifier": model.has_classifier, "has_segmenter": model.has_segmenter}
         write_json(tmp / "config.json", config)
-        write_json(tmp / "fingerprint.json", {**split_fingerprint(split, by_id), "stain_profiles": builder.profiles_used()})
+        write_json(tmp / "fingerprint.json", {**split_fingerprint(split, by_id), "stain_profiles": builder.profiles_used(),
+                                               "treatment": treatment_record(treatment)})
         write_json(tmp / "metrics.json", {
             "targets": metrics,
             "train": {"best_epoch": result.best_epoch, "val": result.val_metrics, "history": result.history,
@@ -166,25 +176,66 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
 
 @dataclass
 class Sweep:
+    """Every (seed, source, model, treatment) job of a protocol, less the (model, source) pairs where the
+    model has no head for the source's task (see :meth:`can_learn`). ``sources`` restricts the splits
+    to some source domains (None: all); ``model_kwargs`` go to every model (e.g. ``pretrained``)."""
+
     protocol: str
     models: list[str]
     seeds: list[int]
     budget: Budget
     out_dir: Path
+    treatments: list[str] = field(default_factory=lambda: [NO_TREATMENT])
+    sources: list[str] | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    _heads: dict[str, tuple[bool, bool]] = field(default_factory=dict, init=False, repr=False)
 
     def plan(self) -> list[tuple[Job, Split]]:
         """All jobs of the sweep; split manifests are written (once) under ``<out>/splits``."""
+        self._check_names()
+        by_domain = self.samples_by_domain()
+        jobs = []
+        for seed in self.seeds:
+            splits = resolve_splits(self.protocol, seed, by_domain, self.out_dir / "splits")
+            if self.sources is not None:
+                unknown = sorted(set(self.sources) - {s.source for s in splits})
+                if unknown:
+                    raise BenchmarkError(f"protocol '{self.protocol}' has no source {', '.join(unknown)}; "
+                                         f"its sources: {', '.join(s.source for s in splits)}")
+                splits = [s for s in splits if s.source in self.sources]
+            for split in splits:
+                for m in self.models:
+                    if not self.can_learn(m, split.task):
+                        continue
+                    for t in self.treatments:
+                        jobs.append((Job(self.protocol, m, split.source, seed, self.budget, split.hash,
+                                         self.model_kwargs, t), split))
+        return jobs
+
+    def can_learn(self, model: str, task: str) -> bool:
+        """Whether ``model`` has a head for what the split's training data teaches: a segment-only
+        model has nothing to learn from a classification-only source (PBC), and the reverse."""
+        if model not in self._heads:
+            built = create_model(model, num_classes=5, img_size=self.budget.img_size, **self.model_kwargs)
+            self._heads[model] = (built.has_classifier, built.has_segmenter)
+        has_classifier, has_segmenter = self._heads[model]
+        return {"classification": has_classifier, "segmentation": has_segmenter}.get(task, True)
+
+    def _check_names(self) -> None:
+        """Unknown models, treatments or model options fail before anything is loaded or trained."""
         valid = list_models()
         for m in self.models:
             if m not in valid:
                 raise BenchmarkError(f"unknown model '{m}'; valid models: {', '.join(valid)}")
-        by_domain = self.samples_by_domain()
-        jobs = []
-        for seed in self.seeds:
-            for split in resolve_splits(self.protocol, seed, by_domain, self.out_dir / "splits"):
-                for m in self.models:
-                    jobs.append((Job(self.protocol, m, split.source, seed, self.budget, split.hash), split))
-        return jobs
+        for t in self.treatments:
+            if t not in list_treatments():
+                raise BenchmarkError(f"unknown treatment '{t}'; valid treatments: {', '.join(list_treatments())}")
+        for key in self.model_kwargs:
+            takes = [m for m in valid if key in inspect.signature(MODELS.get(m)).parameters]
+            lacking = [m for m in self.models if m not in takes]
+            if lacking:
+                raise BenchmarkError(f"option '{key}' does not apply to model(s) {', '.join(lacking)}; "
+                                     f"models that take it: {', '.join(takes) or 'none'}")
 
     def samples_by_domain(self) -> dict[str, list[Sample]]:
         return load_by_domain(self.protocol, self.budget.img_size)
@@ -212,7 +263,7 @@ def run_sweep(sweep: Sweep, workers: int = 1, log=print) -> list[Path]:
     def report(i: int, job: Job) -> None:
         el = time.perf_counter() - t0
         eta = el / i * (len(todo) - i)
-        log(f"[{len(planned) - len(todo) + i}/{len(planned)}] {job.model} {job.source} seed {job.seed} "
+        log(f"[{len(planned) - len(todo) + i}/{len(planned)}] {display_name(job.model, job.treatment)} {job.source} seed {job.seed} "
             f"done; elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min")
 
     if workers <= 1 or len(todo) <= 1:

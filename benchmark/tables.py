@@ -324,15 +324,52 @@ def iou_vs_severity(df: pd.DataFrame) -> list[Table]:
     return tables
 
 
+TREATMENT_METRICS: tuple[tuple[str, str], ...] = (("macro_f1", "Macro-F1"), ("iou", "IoU"))
+
+
+def treatment_comparison(df: pd.DataFrame) -> list[Table]:
+    """Stain treatments head to head: every model run under more than one treatment, one column per
+    treatment and the paired difference of each to no treatment (same model, split and seed)."""
+    tables = []
+    for protocol, budget, g in groups(df):
+        treatments = sorted(g["treatment"].unique(), key=lambda t: (t != NO_TREATMENT, t))
+        models = sorted({m for m, n in g.groupby("model")["treatment"].nunique().items() if n > 1},
+                        key=lambda m: model_sort_key(m, NO_TREATMENT))
+        if not models or NO_TREATMENT not in treatments:
+            continue
+        others = [t for t in treatments if t != NO_TREATMENT]
+        conditions = [("in-domain", False)] + ([("shifted", True)] if g["shifted"].any() else [])
+        header = ["Model", "Metric", "Condition", *treatments, *[f"Δ{t}" for t in others]]
+        rows = []
+        for model in models:
+            mine = g[g["model"] == model]
+            for metric, name in TREATMENT_METRICS:
+                for cond, shifted in conditions:
+                    rows_c = mine[mine["shifted"] == shifted]
+                    by_t = {t: rows_c[rows_c["treatment"] == t] for t in treatments}
+                    cells = [cell_of(by_t[t], metric) for t in treatments]
+                    if all(c.state == "na" for c in cells):
+                        continue
+                    deltas = [paired_difference(by_t[t], by_t[NO_TREATMENT], metric) for t in others]
+                    rows.append([model, name, cond, *cells, *deltas])
+        caption = (f"Stain treatments head to head. {_group_title(protocol, budget, g)} Models run under more "
+                   "than one treatment; Δ = treatment minus none, paired over the seeds both have; shifted = "
+                   "mean over shifted targets within a seed.")
+        tables.append(finish(caption, _label("treatments", protocol, budget), header, rows, 3))
+    return tables
+
+
 TABLES: dict[str, Callable[[pd.DataFrame], list[Table]]] = {
     "main": main_comparison,
     "ablation": ablation,
     **{f"per_domain_{m}": (lambda df, m=m, n=n: per_domain(df, m, n)) for m, n in PER_DOMAIN_METRICS},
     "iou_vs_severity": iou_vs_severity,
+    "treatments": treatment_comparison,
 }
 SKIP_REASONS: dict[str, str] = {
     "ablation": f"no SG-CLDFF variant ({', '.join(SG_CLDFF_VARIANTS)}) in the results",
     "iou_vs_severity": "no hed:* (HED severity) targets in the results (only cross_stain protocols have them)",
+    "treatments": "no model was run under a stain treatment and without one (run with --treatments none,...)",
 }
 
 

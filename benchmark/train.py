@@ -189,4 +189,5 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     if best[2] is None:
         raise BenchmarkError(f"{desc}: validation never gave a finite score; no result is written")
     model.load_state_dict(best[2])
+    model.after_training(train_set.images, train_set.labels, seed, device)
     return TrainResult(best[2], best[1], best[3], history, time.perf_counter() - t0, seen)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -47,3 +48,9 @@ class WBCModel(nn.Module):
     def set_class_weights(self, weights: torch.Tensor) -> None:
         """Class weights from the training split (inverse frequency); called by the engine."""
         self.register_buffer("class_weights", weights.float(), persistent=False)
+
+    def after_training(self, images: np.ndarray, labels: np.ndarray, seed: int, device: torch.device) -> None:
+        """Called once by the engine after the best epoch's weights are restored, with the training
+        images (N, H, W, 3) uint8, as preprocessed by the job's stain treatment but not augmented, and
+        their labels (-1 = none). For models with a second, gradient-free stage (XIncept-ALL fits
+        XGBoost on its learned features); the default does nothing."""
