@@ -8,6 +8,7 @@ BUDGET ?=
 MODELS ?=
 TREATMENTS ?=
 SOURCES ?=
+PRETRAINED ?=
 JOBS ?=
 OUT ?= results/$(PROTOCOL)
 # No internet on the project machines: take datasets from the shared mirror when it is there.
@@ -16,7 +17,8 @@ export WBC_DATA_MIRROR
 
 RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) \
 	$(if $(JOBS),--jobs $(JOBS)) $(if $(BUDGET),--budget $(BUDGET)) $(if $(MODELS),--models $(MODELS)) \
-	$(if $(TREATMENTS),--treatments $(TREATMENTS)) $(if $(SOURCES),--sources $(SOURCES))
+	$(if $(TREATMENTS),--treatments $(TREATMENTS)) $(if $(SOURCES),--sources $(SOURCES)) \
+	$(if $(PRETRAINED),--pretrained)
 
 .PHONY: install test data benchmark report clean-results
 

@@ -1,7 +1,7 @@
 """Classification-only baselines: EfficientSwin (Patel et al. 2024) and ResNeXt-CC (Luo et al. 2024).
 
-Both are built from timm architectures with random initialization (no pretrained switch yet);
-neither has a segmentation head.
+Both are built from timm architectures, randomly initialized unless ``pretrained=True`` loads
+locally cached timm ImageNet weights (``models.pretrained``); neither has a segmentation head.
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import EcaModule
@@ -19,6 +18,7 @@ from benchmark.errors import BenchmarkError
 from models.base import ModelOutput, WBCModel
 from models.efficientswin_hybrid import window_for
 from models.losses import loss_parts_as_floats
+from models.pretrained import create_timm_backbone
 from models.registry import register_model
 from models.sg_cldff import IMAGENET_MEAN, IMAGENET_STD
 
@@ -62,9 +62,11 @@ class EfficientSwin(_ClassifierBase):
 
     Decisions / deviations:
 
-    - timm ``efficientnet_b0`` and ``swin_tiny_patch4_window7_224``, random init (no pretrained
-      weights loaded here); their own heads removed (``num_classes=0``): B0's 1280-d and Swin-T's
-      768-d globally pooled features are concatenated -> one ``nn.Linear`` (no dropout).
+    - timm ``efficientnet_b0`` and ``swin_tiny_patch4_window7_224``, random init unless
+      ``pretrained`` (both from their cached timm ImageNet weights; timm resizes Swin's
+      relative-position tables to the window used); their own heads removed (``num_classes=0``):
+      B0's 1280-d and Swin-T's 768-d globally pooled features are concatenated -> one
+      ``nn.Linear`` (no dropout, always random init).
     - Swin-Tiny is built at the input size (``img_size``, a multiple of 32) with window = the
       largest divisor <= 7 of img_size / 16 (7 at 224, 4 at 64/128, 6 at 96), so the windows tile
       the stage 1-3 maps exactly; timm shrinks the window to the map where the map is smaller
@@ -73,7 +75,7 @@ class EfficientSwin(_ClassifierBase):
     - Loss: class-weighted CE (weights from the training split), label -1 ignored.
     """
 
-    def __init__(self, num_classes: int = 5, img_size: int = 224) -> None:
+    def __init__(self, num_classes: int = 5, img_size: int = 224, *, pretrained: bool = False) -> None:
         super().__init__(num_classes)
         if img_size % 32:
             raise BenchmarkError(f"efficientswin: img_size must be a multiple of 32 (Swin's 4 stages), got {img_size}")
@@ -81,9 +83,9 @@ class EfficientSwin(_ClassifierBase):
         self.window_size = window_for(img_size // 16)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        self.cnn = timm.create_model("efficientnet_b0", pretrained=False, num_classes=0)
-        self.swin = timm.create_model(
-            "swin_tiny_patch4_window7_224", pretrained=False, num_classes=0, img_size=img_size, window_size=self.window_size
+        self.cnn = create_timm_backbone("efficientnet_b0", pretrained, num_classes=0)
+        self.swin = create_timm_backbone(
+            "swin_tiny_patch4_window7_224", pretrained, num_classes=0, img_size=img_size, window_size=self.window_size
         )
         self.classifier = nn.Linear(self.cnn.num_features + self.swin.num_features, num_classes)
 
@@ -139,8 +141,15 @@ class ResNeXtCC(_ClassifierBase):
 
     Decisions / deviations (the paper's Table 1/2 details are not all in the text):
 
-    - Backbone: timm ``resnext50_32x4d`` (random init), stages (3, 4, 6, 3); ``layers`` overrides
+    - Backbone: timm ``resnext50_32x4d`` (random init unless ``pretrained``), stages (3, 4, 6, 3); ``layers`` overrides
       the blocks per stage (the ``resnext_cc_small`` variant uses (1, 1, 1, 2)).
+    - ``pretrained``: timm loads its cached ``resnext50_32x4d`` ImageNet weights into the plain
+      timm network (built with these ``layers`` and the strided stem conv) before the ECA modules
+      are wrapped around it, matching tensors by name, non-strict (timm logs the lists): loaded are
+      the stem conv, every kept block and the BNs; left at random init are the stem conv + BN that
+      replace the max-pool, the ECA modules, CFFM and the classifier; dropped from the checkpoint
+      are ImageNet ``fc`` and, for ``resnext_cc_small``, the blocks beyond (1, 1, 1, 2). The stem
+      then sees HSV, not the RGB its weights were trained on (the paper's design, kept).
     - HSV: RGB [0, 1] -> HSV in torch, each channel in [0, 1] (hue / 360), fed without further
       normalization (the stem's BatchNorm follows).
     - Down-sampling "by convolution instead of pooling": the stem max-pool is replaced by a 3x3
@@ -163,14 +172,15 @@ class ResNeXtCC(_ClassifierBase):
     """
 
     def __init__(self, num_classes: int = 5, img_size: int = 224, *, layers: tuple[int, ...] = (3, 4, 6, 3),
-                 center_weight: float = CENTER_LOSS_WEIGHT, center_alpha: float = CENTER_ALPHA) -> None:
+                 center_weight: float = CENTER_LOSS_WEIGHT, center_alpha: float = CENTER_ALPHA,
+                 pretrained: bool = False) -> None:
         super().__init__(num_classes)
         if len(layers) != 4 or layers[3] < 2:
             raise BenchmarkError(f"resnext_cc: layers must be 4 stage depths with >= 2 blocks in Conv5, got {layers}")
         self.center_weight = center_weight
         self.center_alpha = center_alpha
-        net = timm.create_model(
-            "resnext50_32x4d", pretrained=False, num_classes=0, global_pool="", replace_stem_pool=True, layers=tuple(layers)
+        net = create_timm_backbone(
+            "resnext50_32x4d", pretrained, num_classes=0, global_pool="", replace_stem_pool=True, layers=tuple(layers)
         )
         net.maxpool = nn.Sequential(net.maxpool, _eca(net.conv1.out_channels))  # strided conv + ECA
         for stage in (net.layer2, net.layer3, net.layer4):

@@ -154,12 +154,13 @@ def test_models_without_a_head_for_the_source_task_are_not_planned(tmp_path):
     assert sweep.can_learn("unet", "multitask") and sweep.can_learn("efficientswin", "multitask")
 
 
-@pytest.mark.parametrize("name", ["macenko", "randstainna"])
-def test_job_records_its_fitted_treatment(name, tmp_path, by_domain):
+@pytest.mark.parametrize("name", TREATMENTS.names())
+def test_every_treatment_runs_as_a_job_and_is_recorded(name, tmp_path, by_domain):
+    """Registry-driven: each treatment through the real runner (smoke budget, one U-Net job)."""
     by_id = {s.id: s for ss in by_domain.values() for s in ss}
     (job, split), = Sweep(PROTOCOL, ["unet"], [0], SMOKE, tmp_path, treatments=[name]).plan()
     job_dir = run_job(job, split, by_id, tmp_path, device=torch.device("cpu"), progress=False)
-    assert job_dir.name.startswith(f"unet+{name}__")
+    assert job_dir.name.startswith("unet__" if name == NO_TREATMENT else f"unet+{name}__")
     assert json.loads((job_dir / "config.json").read_text())["treatment"] == name
     record = json.loads((job_dir / "fingerprint.json").read_text())["treatment"]
     assert record["name"] == name
@@ -167,5 +168,5 @@ def test_job_records_its_fitted_treatment(name, tmp_path, by_domain):
         n_images = len(split.train) + len(split.val) + sum(len(t.ids) for t in split.targets)
         assert record["per_image"]["estimates"] == n_images
         assert record["template"]["fallback"] is False
-    else:
+    if name == "randstainna":
         assert record["colour_space"] == "LAB"
