@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -40,7 +39,7 @@ from benchmark.summary import display_name
 from benchmark.targets import TargetBuilder
 from benchmark.treatments import NO_TREATMENT, fit_treatment, list_treatments, treatment_record
 from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
-from models import MODELS, create_model, list_models
+from models import create_model, list_models
 from protocols.resolve import load_by_domain, resolve_splits
 from protocols.split import Split
 
@@ -222,7 +221,8 @@ class Sweep:
         return {"classification": has_classifier, "segmentation": has_segmenter}.get(task, True)
 
     def _check_names(self) -> None:
-        """Unknown models, treatments or model options fail before anything is loaded or trained."""
+        """Unknown models or treatments fail before anything is loaded or trained (a model option a
+        model does not take fails in :meth:`can_learn`, which builds each model once)."""
         valid = list_models()
         for m in self.models:
             if m not in valid:
@@ -230,12 +230,6 @@ class Sweep:
         for t in self.treatments:
             if t not in list_treatments():
                 raise BenchmarkError(f"unknown treatment '{t}'; valid treatments: {', '.join(list_treatments())}")
-        for key in self.model_kwargs:
-            takes = [m for m in valid if key in inspect.signature(MODELS.get(m)).parameters]
-            lacking = [m for m in self.models if m not in takes]
-            if lacking:
-                raise BenchmarkError(f"option '{key}' does not apply to model(s) {', '.join(lacking)}; "
-                                     f"models that take it: {', '.join(takes) or 'none'}")
 
     def samples_by_domain(self) -> dict[str, list[Sample]]:
         return load_by_domain(self.protocol, self.budget.img_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry
 
 MODELS: Registry[Callable[..., Any]] = Registry("model")
@@ -19,9 +20,17 @@ def _load_all() -> None:
 
 
 def create_model(name: str, **kwargs: Any):
-    """Build a registered model; an unknown name raises an error listing the valid ones."""
+    """Build a registered model; an unknown name raises an error listing the valid ones, and an
+    option the model does not take (``pretrained`` on a model with no timm backbone) a clear error."""
     _load_all()
-    return MODELS.get(name)(**kwargs)
+    factory = MODELS.get(name)
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        options = sorted(set(kwargs) - {"num_classes", "img_size"})
+        raise BenchmarkError(f"model '{name}' does not take option(s) {', '.join(options)} ({exc})") from exc
 
 
 def list_models() -> list[str]:

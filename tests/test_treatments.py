@@ -136,7 +136,7 @@ def test_sweep_crosses_models_with_treatments_and_checks_names(tmp_path):
         ("sg_cldff", "macenko"), ("sg_cldff", "none"), ("unet", "macenko"), ("unet", "none")]
     with pytest.raises(BenchmarkError, match="unknown treatment 'stainnet'"):
         Sweep(PROTOCOL, ["sg_cldff"], [0], SMOKE, tmp_path, treatments=["stainnet"]).plan()
-    with pytest.raises(BenchmarkError, match="option 'pretrained' does not apply to model\\(s\\) sg_cldff"):
+    with pytest.raises(BenchmarkError, match="model 'sg_cldff' does not take option\\(s\\) pretrained"):
         Sweep(PROTOCOL, ["sg_cldff"], [0], SMOKE, tmp_path, model_kwargs={"pretrained": True}).plan()
 
 
