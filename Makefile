@@ -20,7 +20,7 @@ RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) \
 	$(if $(TREATMENTS),--treatments $(TREATMENTS)) $(if $(SOURCES),--sources $(SOURCES)) \
 	$(if $(PRETRAINED),--pretrained)
 
-.PHONY: install test data benchmark report clean-results
+.PHONY: install test data benchmark report cross-dataset-cpu
 
 install: $(VENV)/.installed
 
@@ -45,3 +45,13 @@ benchmark: install
 report: install
 	$(PY) -m benchmark report --out $(OUT)
 	$(PY) -m benchmark hypotheses --out $(OUT)
+
+# The cpu-budget subset of cross_dataset committed under results/cross_dataset (~2 h on 2 cores):
+# source zheng_d1; every model untreated except the full-size resnext_cc (resnext_cc_small stands in),
+# and sg_cldff + unet under every stain treatment. The full sweep (all sources, MODELS=all
+# TREATMENTS=all) is ~45 h on 2 cores: run `make benchmark PROTOCOL=cross_dataset MODELS=all TREATMENTS=all` on a GPU.
+CROSS_DATASET_CPU_MODELS := sg_cldff,sg_cldff_no_saliency,sg_cldff_no_align,sg_cldff_no_cldff,unet,saliency_unet,classical,efficientswin,resnext_cc_small,xincept_all
+
+cross-dataset-cpu: install
+	$(MAKE) benchmark PROTOCOL=cross_dataset BUDGET=cpu SOURCES=zheng_d1 MODELS=sg_cldff,unet TREATMENTS=all
+	$(MAKE) benchmark PROTOCOL=cross_dataset BUDGET=cpu SOURCES=zheng_d1 MODELS=$(CROSS_DATASET_CPU_MODELS)
