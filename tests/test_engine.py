@@ -18,16 +18,11 @@ from benchmark.summary import build_summary, completed_job_dirs
 from benchmark.train import class_weights, predict, score_predictions, train
 from models import create_model, list_models
 from models.base import ModelOutput, WBCModel
-from protocols.resolve import load_by_domain
 from protocols import split as split_types
 
 PROTOCOL = "cross_stain_synthetic"
 SMOKE = get_budget("smoke")
 
-
-@pytest.fixture(scope="module")
-def by_domain():
-    return load_by_domain(PROTOCOL, SMOKE.img_size)
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,12 @@ import pytest
 from benchmark.errors import BenchmarkError
 from protocols import get_protocol, list_protocols
 from protocols.near_duplicates import near_duplicates
-from protocols.resolve import load_by_domain, resolve_splits
+from protocols.resolve import resolve_splits
 from protocols.split import read_manifest
 from protocols.stratify import stratified_split
 
 SYNTHETIC = ["within_dataset_synthetic", "cross_dataset_synthetic", "cross_stain_synthetic"]
 
-
-@pytest.fixture(scope="module")
-def by_domain():
-    return load_by_domain("cross_stain_synthetic", 64)
 
 
 def test_registry_lists_real_and_synthetic_protocols():

@@ -14,15 +14,10 @@ from benchmark.runner import Job, Sweep, run_job
 from benchmark.treatments import (
     NO_TREATMENT, RANDSTAINNA_STD_HYPER, TREATMENTS, fit_treatment, lab_channel_stats, list_treatments, reinhard_lab,
 )
-from protocols.resolve import load_by_domain
 
 PROTOCOL = "cross_stain_synthetic"
 SMOKE = get_budget("smoke")
 
-
-@pytest.fixture(scope="module")
-def by_domain():
-    return load_by_domain(PROTOCOL, SMOKE.img_size)
 
 
 @pytest.fixture(scope="module")
