@@ -37,9 +37,9 @@ from benchmark.fingerprint import split_fingerprint
 from benchmark.metrics import mask_to_rle
 from benchmark.summary import display_name
 from benchmark.targets import TargetBuilder
-from benchmark.treatments import NO_TREATMENT, fit_treatment, list_treatments, treatment_record
+from benchmark.treatments import NO_TREATMENT, TREATMENTS, fit_treatment, treatment_record
 from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
-from models import create_model, list_models
+from models import MODELS, create_model, list_models
 from protocols.resolve import load_by_domain, resolve_splits
 from protocols.split import Split
 
@@ -122,7 +122,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         val_set = ArraySet.from_samples([by_id[i] for i in split.val], f"{split.key} val")
         result = train(model, train_set.map_images(treatment.preprocess), val_set.map_images(treatment.preprocess),
                        job.budget, job.seed, task=split.task, device=device, extra_augment=treatment.augment,
-                       progress=progress, desc=f"{job.dirname.rsplit('__', 1)[0]}")
+                       progress=progress, desc=f"{display_name(job.model, job.treatment)} {job.source} s{job.seed}")
         builder = builder or TargetBuilder(split, by_id)
         metrics, records, panel = {}, [], {}
         t_eval = time.perf_counter()
@@ -223,13 +223,11 @@ class Sweep:
     def _check_names(self) -> None:
         """Unknown models or treatments fail before anything is loaded or trained (a model option a
         model does not take fails in :meth:`can_learn`, which builds each model once)."""
-        valid = list_models()
+        list_models()  # imports the model modules, so the registry knows every name
         for m in self.models:
-            if m not in valid:
-                raise BenchmarkError(f"unknown model '{m}'; valid models: {', '.join(valid)}")
+            MODELS.get(m)
         for t in self.treatments:
-            if t not in list_treatments():
-                raise BenchmarkError(f"unknown treatment '{t}'; valid treatments: {', '.join(list_treatments())}")
+            TREATMENTS.get(t)
 
     def samples_by_domain(self) -> dict[str, list[Sample]]:
         return load_by_domain(self.protocol, self.budget.img_size)
