@@ -20,16 +20,32 @@ RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) \
 	$(if $(TREATMENTS),--treatments $(TREATMENTS)) $(if $(SOURCES),--sources $(SOURCES)) \
 	$(if $(PRETRAINED),--pretrained)
 
-.PHONY: install test data benchmark report cross-dataset-cpu
+.PHONY: install lock test data benchmark report cross-dataset-cpu
 
 install: $(VENV)/.installed
 
-# torch 2.14.1 + torchvision 0.29.1 is the pair that installs from local wheels on the project machines.
-$(VENV)/.installed: pyproject.toml
+# Installs through requirements.lock (pip constraints: the exact versions behind the committed
+# results); torch 2.14.1 + torchvision 0.29.1 is the pair that installs from local wheels here.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[test]"
 	touch $@
+
+# Re-resolve pyproject.toml's ranges in a scratch venv and write the result to requirements.lock.
+# Committed results must then be regenerated (their environments.json names the versions used).
+LOCK_VENV := build/lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -e ".[test]"
+	{ echo "# Exact versions behind the committed results: \`make install\` installs through this file as pip"; \
+	  echo "# constraints (pyproject.toml keeps loose ranges for library users). Regenerate with \`make lock\`."; \
+	  echo "# Resolved $$(date +%Y-%m-%d) for CPython $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())') on $$(uname -s) $$(uname -m)."; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
+	rm -rf $(LOCK_VENV)
 
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

@@ -31,6 +31,7 @@ from benchmark.atomic import write_json
 from benchmark.batches import ArraySet
 from benchmark.budgets import Budget
 from benchmark.data.sample import Sample
+from benchmark.environment import environment_record
 from benchmark.errors import BenchmarkError
 from benchmark.explain import can_explain, explain
 from benchmark.fingerprint import split_fingerprint
@@ -146,7 +147,8 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
                 "n": len(data), "metrics": scores,
             }
             records += _sample_records(target.name, pred)
-        config = {**job.config(), "job_id": job.id, "device": device.type, "torch": torch.__version__,
+        config = {**job.config(), "job_id": job.id, "device": device.type,
+                  "environment": environment_record(),
                   "task": split.task, "has_classifier": model.has_classifier, "has_segmenter": model.has_segmenter}
         write_json(tmp / "config.json", config)
         write_json(tmp / "fingerprint.json", {**split_fingerprint(split, by_id), "stain_profiles": builder.profiles_used(),

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.atomic import write_text
+from benchmark.atomic import write_json, write_text
 from benchmark.data.sample import CLASSES
+from benchmark.environment import env_id
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import CLASSIFICATION_METRICS, SEGMENTATION_METRICS
 
@@ -31,14 +32,14 @@ PER_CLASS_F1: tuple[str, ...] = tuple(f"f1_{c}" for c in CLASSES)
 
 KEY_COLUMNS: tuple[str, ...] = (
     "protocol", "model", "treatment", "display", "source", "seed", "budget", "job_id", "split_hash",
-    "target", "domain", "severity", "shifted", "n",
+    "target", "domain", "severity", "shifted", "n", "env_id", "code_commit",
 )
 COLUMNS: tuple[str, ...] = KEY_COLUMNS + METRICS + PER_CLASS_F1
 
 _DTYPES = {
     "protocol": str, "model": str, "treatment": str, "display": str, "source": str, "seed": "int64",
     "budget": str, "job_id": str, "split_hash": str, "target": str, "domain": str, "severity": "float64",
-    "shifted": bool, "n": "int64", **{m: "float64" for m in METRICS + PER_CLASS_F1},
+    "shifted": bool, "n": "int64", "env_id": str, "code_commit": str, **{m: "float64" for m in METRICS + PER_CLASS_F1},
 }
 
 SORT_KEYS: list[str] = ["protocol", "budget", "treatment", "model", "source", "seed", "target", "job_id"]
@@ -90,6 +91,34 @@ def _field(obj: dict, key: str, where: object):
     return obj[key]
 
 
+def _environment_columns(cfg: dict) -> dict[str, str]:
+    """``env_id`` and ``code_commit`` of a job (empty for jobs written before they were recorded);
+    the full records are in ``environments.json`` (:func:`environments`)."""
+    record = cfg.get("environment")
+    if not isinstance(record, dict):
+        return {"env_id": "", "code_commit": ""}
+    code = record.get("code") or {}
+    commit = code.get("commit") or ""
+    return {"env_id": env_id(record), "code_commit": f"{commit[:12]}{'+dirty' if code.get('dirty') else ''}"}
+
+
+def environments(out_dir: Path) -> dict[str, dict]:
+    """The distinct environments of a results folder's completed jobs, keyed by ``env_id``, each
+    with the job count and the commits seen (the record itself less the commit)."""
+    out: dict[str, dict] = {}
+    for job in completed_job_dirs(out_dir):
+        record = read_json(job / "config.json").get("environment")
+        if not isinstance(record, dict):
+            continue
+        entry = out.setdefault(env_id(record), {**{k: v for k, v in record.items() if k != "code"},
+                                                "jobs": 0, "commits": []})
+        entry["jobs"] += 1
+        commit = _environment_columns({"environment": record})["code_commit"]
+        if commit not in entry["commits"]:
+            entry["commits"] = sorted([*entry["commits"], commit])
+    return dict(sorted(out.items()))
+
+
 def job_rows(job_dir: Path) -> list[dict]:
     """The summary rows of one completed job (one per evaluation target)."""
     cfg_path, met_path = job_dir / "config.json", job_dir / "metrics.json"
@@ -104,6 +133,7 @@ def job_rows(job_dir: Path) -> list[dict]:
         "display": display_name(model, treatment), "source": str(_field(cfg, "source", cfg_path)),
         "seed": int(_field(cfg, "seed", cfg_path)), "budget": str(budget["name"]),
         "job_id": str(_field(cfg, "job_id", cfg_path)), "split_hash": str(_field(cfg, "split_hash", cfg_path)),
+        **_environment_columns(cfg),
     }
     targets = _field(met, "targets", met_path)
     if not isinstance(targets, dict) or not targets:
@@ -188,6 +218,9 @@ def main_report(out_dir: Path) -> int:
     df = build_summary(out_dir)
     n_jobs = df["job_id"].nunique()
     print(f"{write_summary(df, out_dir / 'summary.csv')}: {len(df)} rows from {n_jobs} completed jobs")
+    envs = environments(out_dir)
+    write_json(out_dir / "environments.json", envs)
+    print(f"{out_dir / 'environments.json'}: {len(envs)} environment(s) ({', '.join(envs) or 'none recorded'})")
     for path in write_tables(df, out_dir / "tables"):
         print(path)
     for path in write_figures(out_dir, df, out_dir / "figures"):

@@ -1,0 +1,65 @@
+"""The environment behind a number: the lock pins what is installed, and every job records it."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from benchmark.budgets import get_budget
+from benchmark.environment import LOCK_FILE, RECORDED_PACKAGES, env_id, environment_record, package_versions
+from benchmark.runner import Sweep, run_job
+from benchmark.summary import build_summary, environments
+
+
+def _locked() -> dict[str, str]:
+    pins = {}
+    for line in LOCK_FILE.read_text().splitlines():
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", line.strip())
+        if m:
+            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+def test_lock_pins_every_recorded_package_and_the_venv_matches_it():
+    """`make install` installs through the lock; a venv that drifted from it would make every
+    committed number irreproducible, so the suite says so."""
+    pins = _locked()
+    installed = package_versions()
+    missing = [p for p in RECORDED_PACKAGES if p not in pins]
+    assert not missing, f"requirements.lock pins none of {missing}; run `make lock`"
+    drift = {p: (installed[p], pins[p]) for p in RECORDED_PACKAGES if installed[p] != pins[p]}
+    assert not drift, f"installed != locked (installed, locked): {drift}; reinstall with `make install`"
+
+
+def test_env_id_ignores_the_commit_but_not_packages_or_threads():
+    rec = environment_record(threads=1)
+    other_commit = {**rec, "code": {"commit": "0" * 40, "dirty": False}}
+    assert env_id(rec) == env_id(other_commit)
+    assert env_id(rec) != env_id({**rec, "threads": 2})
+    assert env_id(rec) != env_id({**rec, "packages": {**rec["packages"], "timm": "0.0.1"}})
+
+
+def test_a_job_records_the_installed_environment_and_the_summary_links_it(tmp_path, by_domain):
+    by_id = {s.id: s for ss in by_domain.values() for s in ss}
+    (job, split), = Sweep("cross_stain_synthetic", ["classical"], [0], get_budget("smoke"), tmp_path).plan()
+    job_dir = run_job(job, split, by_id, tmp_path, device=torch.device("cpu"), progress=False)
+    rec = json.loads((job_dir / "config.json").read_text())["environment"]
+    assert rec["packages"] == package_versions()
+    assert rec["threads"] == torch.get_num_threads() == 1
+    assert rec["cpu"] and rec["python"]
+    if rec["code"]["commit"] is not None:
+        assert re.fullmatch(r"[0-9a-f]{40}", rec["code"]["commit"])
+    df = build_summary(tmp_path)
+    assert set(df["env_id"]) == {env_id(rec)}
+    envs = environments(tmp_path)
+    assert list(envs) == [env_id(rec)] and envs[env_id(rec)]["jobs"] == 1
+    assert envs[env_id(rec)]["packages"] == rec["packages"]
+
+
+@pytest.mark.parametrize("name", RECORDED_PACKAGES)
+def test_recorded_versions_are_the_installed_distributions(name):
+    from importlib import metadata
+
+    assert package_versions((name,))[name] == metadata.version(name)
