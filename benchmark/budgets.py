@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass
 from benchmark.errors import BenchmarkError
 
 
+SELECTIONS: tuple[str, ...] = ("best", "last")
+
+
 @dataclass(frozen=True)
 class Budget:
     name: str
@@ -27,6 +30,13 @@ class Budget:
     """Images per test target on which Grad-CAM saliency consistency is measured (a backward pass each)."""
     max_train_samples: int | None = None
     """Cap on training images per epoch (a deterministic subset); None uses them all."""
+    selection: str = "best"
+    """Which epoch's weights are kept: ``best`` validation score (early stopping at ``patience``),
+    or ``last`` (the end of a fixed schedule; see ``benchmark.train``)."""
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise BenchmarkError(f"budget {self.name}: unknown selection '{self.selection}'; valid: {', '.join(SELECTIONS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -44,7 +44,7 @@ from models import MODELS, create_model, list_models
 from protocols.resolve import load_by_domain, resolve_splits
 from protocols.split import Split
 
-ENGINE_VERSION = "2"
+ENGINE_VERSION = "3"
 """Bump when a change to training or evaluation code changes results: it is part of every job id."""
 
 CPU_THREADS_PER_JOB = 1
@@ -246,9 +246,35 @@ def default_workers() -> int:
     return 1 if torch.cuda.is_available() else (os.cpu_count() or 1)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(out_dir: Path) -> list[str]:
+    """Delete the temporary job directories (``.<job>.tmp-<pid>``) of processes that no longer
+    run: what a killed worker left. A live process's temporary is left alone. Returns the names."""
+    root = out_dir / "jobs"
+    removed = []
+    for tmp in sorted(root.glob(".*.tmp-*")) if root.is_dir() else []:
+        pid = tmp.name.rsplit(".tmp-", 1)[1]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp.name)
+    return removed
+
+
 def run_sweep(sweep: Sweep, workers: int = 1, log=print) -> list[Path]:
-    """Run every job not yet done; prints jobs done / total and an ETA."""
+    """Run every job not yet done (after clearing what killed runs left); prints jobs done / total and an ETA."""
     planned = sweep.plan()
+    stale = remove_stale_temporaries(sweep.out_dir)
+    if stale:
+        log(f"removed {len(stale)} unfinished job folder(s) of runs that no longer run: {', '.join(stale)}")
     todo = [(j, s) for j, s in planned if not is_done(sweep.out_dir / "jobs" / j.dirname)]
     log(f"{sweep.protocol}: {len(planned)} jobs, {len(planned) - len(todo)} already done, {len(todo)} to run "
         f"(budget {sweep.budget.name}, device {pick_device().type}, {workers} worker(s))")

@@ -24,6 +24,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 ALIGN_WEIGHT = 0.5
 """lambda of the saliency-alignment penalty (the paper gives no value; see the class docstring)."""
 GATINGS = ("residual", "multiply")
+DECODERS = ("local", "fused")
+"""``local``: the decoder also gets a light convolution of the input at 1/2 and 1/1 resolution
+(default); ``fused``: it sees only the cross-layer fusion of F1..F3 (the first implementation)."""
+LOCAL_CHANNELS = (16, 16)
+"""Widths of the local path at 1/1 and 1/2 resolution."""
 
 
 class SaliencyModule(nn.Module):
@@ -70,16 +75,37 @@ class CrossLayerFusion(nn.Module):
 
 class DecoderStage(nn.Module):
     """U-Net-style stage: upsample the previous stage x2, concat a fresh cross-layer fusion of
-    the backbone maps at this resolution, two 3x3 conv + BN + ReLU."""
+    the backbone maps at this resolution (and the local path's map, if any), two 3x3 conv + BN + ReLU."""
 
-    def __init__(self, in_channels: int, feature_channels: tuple[int, ...], out_channels: int) -> None:
+    def __init__(self, in_channels: int, feature_channels: tuple[int, ...], out_channels: int,
+                 skip_channels: int = 0) -> None:
         super().__init__()
         self.fusion = CrossLayerFusion(feature_channels, out_channels)
-        self.convs = nn.Sequential(ConvNormAct(in_channels + out_channels, out_channels, 3), ConvNormAct(out_channels, out_channels, 3))
+        self.convs = nn.Sequential(ConvNormAct(in_channels + out_channels + skip_channels, out_channels, 3),
+                                   ConvNormAct(out_channels, out_channels, 3))
 
-    def forward(self, x: torch.Tensor, features: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, features: tuple[torch.Tensor, ...], skip: torch.Tensor | None = None) -> torch.Tensor:
         size = (x.shape[-2] * 2, x.shape[-1] * 2)
-        return self.convs(torch.cat([_resize(x, size), self.fusion(features, size)], dim=1))
+        parts = [_resize(x, size), self.fusion(features, size)]
+        return self.convs(torch.cat(parts if skip is None else [*parts, skip], dim=1))
+
+
+class LocalPath(nn.Module):
+    """A light high-resolution view of the (normalized) image for the decoder: two 3x3
+    conv-BN-ReLU at full resolution, one strided 3x3 conv-BN-ReLU to 1/2. It is not gated and
+    does not feed the backbone or the class head; it gives the mask's cell edges the pixels the
+    1/4-resolution backbone maps cannot carry (the paper leaves the decoder unspecified)."""
+
+    def __init__(self, channels: tuple[int, int] = LOCAL_CHANNELS) -> None:
+        super().__init__()
+        full, half = channels
+        self.at_full = nn.Sequential(ConvNormAct(3, full, 3), ConvNormAct(full, full, 3))
+        self.at_half = ConvNormAct(full, half, 3, stride=2)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        full = self.at_full(x)
+        return full, self.at_half(full)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -122,8 +148,11 @@ class SGCLDFF(WBCModel):
     - CLDFF: 1x1 conv to ``fused_channels`` (128) + BN + ReLU; F2/F3 upsampled bilinearly;
       computed as project-then-resize, which is exactly the concat form (see CrossLayerFusion).
     - Decoder: from the fused 1/4 map, stages at 1/2 and 1/1, each = upsample + concat with a
-      new CLDFF fusion of F1..F3 at that resolution + two 3x3 conv-BN-ReLU; no stem skip, so
-      the no-fusion ablation truly sees F3 only. Channels ``decoder_channels`` (64, 32, 16).
+      new CLDFF fusion of F1..F3 at that resolution + two 3x3 conv-BN-ReLU. Channels
+      ``decoder_channels`` (64, 32, 16). ``decoder="local"`` (default) also concatenates a
+      light convolution of the input (:class:`LocalPath`) at 1/2 and 1/1; every variant has it,
+      so the no-fusion ablation still differs only in seeing F3 instead of F1..F3 from the
+      backbone. ``decoder="fused"`` is the first implementation, without it.
     - Segmentation head: 2 logits (WBC = cytoplasm + nucleus, nucleus); loss BCE + Dice on WBC
       plus 0.5 x (BCE + Dice) on nucleus, over samples with a mask.
     - Classification head: global average pool of the fused map -> linear (no dropout).
@@ -140,6 +169,7 @@ class SGCLDFF(WBCModel):
         align_weight: float = ALIGN_WEIGHT,
         cross_layer_fusion: bool = True,
         gating: str = "residual",
+        decoder: str = "local",
         prior: str = "hematoxylin",
         depths: tuple[int, int, int] = (2, 2, 2),
         width_mult: float = 1.0,
@@ -152,6 +182,8 @@ class SGCLDFF(WBCModel):
         super().__init__()
         if gating not in GATINGS:
             raise BenchmarkError(f"sg_cldff: unknown gating '{gating}'; valid: {', '.join(GATINGS)}")
+        if decoder not in DECODERS:
+            raise BenchmarkError(f"sg_cldff: unknown decoder '{decoder}'; valid: {', '.join(DECODERS)}")
         if prior not in PRIORS:
             raise BenchmarkError(f"sg_cldff: unknown saliency prior '{prior}'; valid: {', '.join(PRIORS)}")
         if not use_saliency and align_weight != 0:
@@ -162,6 +194,7 @@ class SGCLDFF(WBCModel):
         self.align_weight = float(align_weight)
         self.cross_layer_fusion = cross_layer_fusion
         self.gating = gating
+        self.decoder = decoder
         self.prior = prior
         self.nucleus_weight = nucleus_weight
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -173,9 +206,11 @@ class SGCLDFF(WBCModel):
         fused_in = self.backbone.channels if cross_layer_fusion else self.backbone.channels[2:]
         d4, d2, d1 = decoder_channels
         self.fusion = CrossLayerFusion(fused_in, fused_channels)
+        self.local = LocalPath() if decoder == "local" else None
+        full_skip, half_skip = self.local.channels if self.local is not None else (0, 0)
         self.decoder_in = ConvNormAct(fused_channels, d4, 3)
-        self.decoder_half = DecoderStage(d4, fused_in, d2)
-        self.decoder_full = DecoderStage(d2, fused_in, d1)
+        self.decoder_half = DecoderStage(d4, fused_in, d2, half_skip)
+        self.decoder_full = DecoderStage(d2, fused_in, d1, full_skip)
         self.seg_head = nn.Conv2d(d1, 2, 1)
         self.classifier = nn.Linear(fused_channels, num_classes)
 
@@ -206,9 +241,10 @@ class SGCLDFF(WBCModel):
         features = (f1, f2, f3) if self.cross_layer_fusion else (f3,)
         fused = self.fusion(features, (h // 4, w // 4))
         class_logits = self.classifier(fused.mean(dim=(2, 3)))
+        local_full, local_half = self.local(xn) if self.local is not None else (None, None)
         d = self.decoder_in(fused)
-        d = self.decoder_half(d, features)
-        d = self.decoder_full(d, features)
+        d = self.decoder_half(d, features, local_half)
+        d = self.decoder_full(d, features, local_full)
         return ModelOutput(class_logits=class_logits, mask_logits=self.seg_head(d), saliency=s)
 
     def loss(self, out: ModelOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

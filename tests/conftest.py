@@ -1,6 +1,8 @@
 """Shared fixtures: the procedural smears behind the engine, protocol and treatment tests."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from protocols.resolve import load_by_domain
@@ -14,3 +16,18 @@ SYNTHETIC_SIZE = 64
 def by_domain():
     """Samples of every procedural stain domain at 64 px, loaded once for the whole session."""
     return load_by_domain(SYNTHETIC_PROTOCOL, SYNTHETIC_SIZE)
+
+
+REQUIRE_REALDATA = "WBC_REQUIRE_REALDATA"
+"""Set to 1 (CI does) to make a skipped ``realdata`` test a failure: a clone without the mirror
+must not pass by skipping the tests that check the real data."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("realdata") and os.environ.get(REQUIRE_REALDATA) == "1":
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} needs the dataset mirror but was skipped ({REQUIRE_REALDATA}=1): "
+                           "set WBC_DATA_MIRROR to the folder holding the dataset archives")
