@@ -62,9 +62,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import Sweep, default_workers, run_sweep
     from benchmark.treatments import NO_TREATMENT, list_treatments
     from models import list_models
-    from models.variants import SG_CLDFF_VARIANTS
+    from models.variants import REFERENCE_MODELS, SG_CLDFF_VARIANTS
 
     models = _names(args.models, list_models()) or list(SG_CLDFF_VARIANTS)
+    models += [m for m in REFERENCE_MODELS if m not in models]
     budget = get_budget(args.budget or default_budget_name())
     out = Path(args.out or f"results/{args.protocol}")
     treatments = _names(args.treatments, list_treatments()) or [NO_TREATMENT]
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--protocol", required=True)
     r.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     r.add_argument("--budget", choices=["smoke", "cpu", "paper"], help="default: paper on a GPU, cpu otherwise")
-    r.add_argument("--models", help="comma-separated names, or 'all' (default: the four SG-CLDFF variants)")
+    r.add_argument("--models", help="comma-separated names, or 'all' (default: the four SG-CLDFF variants); "
+                   "the training-free floors constant_mask and majority_class are always added")
     r.add_argument("--treatments", help="stain treatments, comma-separated or 'all' (default: none); "
                    "see `python -m benchmark treatments`")
     r.add_argument("--sources", help="only these source domains of the protocol, comma-separated (default: all)")
@@ -116,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core, 1 on a GPU)")
     rep = sub.add_parser("report", help="summary.csv, Markdown/LaTeX tables and figures from a results folder")
     rep.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
-    hyp = sub.add_parser("hypotheses", help="H1/H2 shifted-null tests with Holm correction -> hypotheses.md/json")
+    hyp = sub.add_parser("hypotheses", help="H1-H4 verdicts (SUPPORTED / RULED OUT / UNDECIDED, Holm per family) "
+                         "-> hypotheses.md/json, and the paper's claims vs ours -> claims.md/tex")
     hyp.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
     return p
 

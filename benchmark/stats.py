@@ -1,14 +1,22 @@
 """Hypothesis statistics over seeds: plain arrays in, estimates with intervals out.
 
-A hypothesis "the component raises the metric by at least ``delta``" is tested against a
-shifted null, H0: mean paired difference <= delta vs H1: > delta, with a one-sided paired
-t-test over seeds (model and ablation trained with the same seed form a pair). With few seeds
-such a test can only pass for a large and steady effect, so every result carries the
-minimum detectable effect (MDE) and the verdict states it in words.
+A hypothesis "the component raises the metric by at least ``delta``" is decided by two
+one-sided paired t-tests over seeds against ``delta`` (model and ablation trained with the
+same seed form a pair):
+
+- *above*: H0 mean paired difference <= delta (the shifted null); rejecting it SUPPORTS the claim;
+- *below*: H0 mean paired difference >= delta; rejecting it RULES OUT the claimed size.
+
+The two p-values add up to 1, so at most one can be small; the smaller is the hypothesis's
+*decisive* p, which :func:`holm` corrects across a family and :func:`decide` turns into one of
+three outcomes. Before correction, SUPPORTED means the one-sided 95% lower bound of the mean
+difference is above delta and RULED OUT that the one-sided 95% upper bound is below it;
+UNDECIDED means the seeds cannot tell, and then the minimum detectable effect (MDE) and the
+seeds needed say how far the experiment is from deciding.
 
 Degenerate inputs are reported, not papered over: with one seed, or when every paired
-difference is the same (zero spread), no t-test exists; p-values are then None and the
-``note`` says why. Such a hypothesis never passes.
+difference is the same (zero spread), no t-test exists; p-values are then None, ``note`` says
+why, and the outcome is UNDECIDED (never SUPPORTED).
 """
 from __future__ import annotations
 
@@ -24,10 +32,16 @@ from statsmodels.stats.weightstats import ttost_paired
 from benchmark.errors import BenchmarkError
 
 POWER = 0.8
-"""Target power of the minimum detectable effect."""
+"""Target power of the minimum detectable effect and of the seeds needed."""
 
 POINTS_PER_UNIT = 100.0
 """Reports give differences of [0, 1] metrics in points: 1 point = 0.01 of the metric."""
+
+SUPPORTED, RULED_OUT, UNDECIDED = "SUPPORTED", "RULED OUT", "UNDECIDED"
+OUTCOMES: tuple[str, ...] = (SUPPORTED, RULED_OUT, UNDECIDED)
+
+MAX_SEEDS = 1000
+"""Seeds needed beyond this are reported as "more than MAX_SEEDS": the effect is too close to delta to plan for."""
 
 
 def _paired(a: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -61,9 +75,9 @@ def _t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float | None
     return mean, sd, (float(lo), float(hi))
 
 
-def _shifted_ttest(a: np.ndarray, b: np.ndarray, delta: float):
-    """scipy's paired t-test of a vs b + delta, one-sided 'greater', seeds on the last axis."""
-    return stats.ttest_rel(a, b + delta, axis=-1, alternative="greater")
+def _shifted_ttest(a: np.ndarray, b: np.ndarray, delta: float, alternative: str = "greater"):
+    """scipy's paired t-test of a vs b + delta, one-sided, seeds on the last axis."""
+    return stats.ttest_rel(a, b + delta, axis=-1, alternative=alternative)
 
 
 def shifted_null_pvalue(a: np.ndarray, b: np.ndarray, delta: float) -> np.ndarray:
@@ -74,25 +88,56 @@ def shifted_null_pvalue(a: np.ndarray, b: np.ndarray, delta: float) -> np.ndarra
     return _shifted_ttest(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), delta).pvalue
 
 
+def standardized_effect(n: int, alpha: float = 0.05) -> float:
+    """d such that the one-sided t-test over ``n`` seeds at ``alpha`` has 80% power when the true
+    mean sits d SDs of the paired differences beyond delta (statsmodels ``TTestPower``, df n - 1)."""
+    if n < 2:
+        raise BenchmarkError(f"standardized_effect: needs at least 2 seeds, got {n}")
+    return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=POWER, alternative="larger"))
+
+
 def minimum_detectable_effect(n: int, sd: float, delta: float = 0.0, alpha: float = 0.05) -> float:
     """Smallest true mean paired difference the one-sided shifted test detects with 80% power.
 
     The test statistic is (mean - delta) / (sd / sqrt(n)), so its power depends on the
-    standardized distance d = (true mean - delta) / sd; statsmodels solves for the d that
-    gives 80% power at this ``n`` and ``alpha``, hence MDE = delta + d * sd (raw units,
-    using the observed SD as the estimate of the true one)."""
+    standardized distance d = (true mean - delta) / sd; hence MDE = delta + d * sd (raw units,
+    using the observed SD as the estimate of the true one). By symmetry the *below* test rules
+    out, with 80% power, any true difference at or under delta - d * sd."""
     if n < 2:
         raise BenchmarkError(f"minimum_detectable_effect: needs at least 2 seeds, got {n}")
-    d = TTestPower().solve_power(nobs=n, alpha=alpha, power=POWER, alternative="larger")
-    return float(delta + float(d) * sd)
+    return float(delta + standardized_effect(n, alpha) * sd)
+
+
+def seeds_for_power(effect: float, sd: float, alpha: float = 0.05, max_n: int = MAX_SEEDS) -> int | None:
+    """Smallest number of seeds n >= 2 at which a one-sided paired t-test at ``alpha`` has 80% power
+    when the true mean difference lies ``effect`` away from delta and the differences scatter with
+    SD ``sd``; None when even ``max_n`` seeds fall short (including ``effect`` = 0).
+
+    Power grows with n for a fixed effect, so the smallest such n is found by bisection on
+    statsmodels' ``TTestPower``."""
+    if sd <= 0:
+        raise BenchmarkError(f"seeds_for_power: the SD must be positive, got {sd}")
+    d = abs(effect) / sd
+
+    def powered(n: int) -> bool:
+        return d > 0 and float(TTestPower().power(effect_size=d, nobs=n, alpha=alpha, alternative="larger")) >= POWER
+
+    if not powered(max_n):
+        return None
+    lo, hi = 1, max_n  # powered(lo) is False by convention (no test with one seed), powered(hi) True
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if powered(mid) else (mid, hi)
+    return hi
 
 
 @dataclass(frozen=True)
 class PairedTestResult:
-    """Shifted-null paired test of one hypothesis; differences are model minus ablation (raw units).
+    """Both one-sided paired tests of one hypothesis; differences are model minus ablation (raw units).
 
-    ``p_shifted``: one-sided p of H0 mean diff <= ``delta``; ``p_zero``: two-sided p against 0;
-    ``mde``: smallest true mean difference detectable with 80% power at this n and observed SD.
+    ``p_shifted``: p of H0 mean diff <= ``delta`` (the *above* test); ``p_below``: p of H0 mean diff
+    >= ``delta``; ``p_zero``: two-sided p against 0; ``lower_bound`` / ``upper_bound``: one-sided
+    (1 - ``alpha``) confidence bounds of the mean difference; ``ci95``: two-sided 95% t-interval.
     Fields that cannot be computed (n < 2, zero spread) are None and ``note`` says why."""
 
     n: int
@@ -101,15 +146,22 @@ class PairedTestResult:
     mean_diff: float
     sd_diff: float | None
     ci95: tuple[float, float] | None
+    lower_bound: float | None
+    upper_bound: float | None
     t: float | None
     p_shifted: float | None
+    p_below: float | None
     p_zero: float | None
-    mde: float | None
     note: str = ""
+
+    @property
+    def decisive_p(self) -> float | None:
+        """The smaller one-sided p (the direction the data lean to); None when untestable."""
+        return None if self.p_shifted is None else min(self.p_shifted, self.p_below)
 
 
 def paired_shifted_test(a: np.ndarray, b: np.ndarray, delta: float, alpha: float = 0.05) -> PairedTestResult:
-    """Test whether model scores ``a`` exceed ablation scores ``b`` by more than ``delta``.
+    """Test whether model scores ``a`` exceed ablation scores ``b`` by more than ``delta``, both ways.
 
     ``a`` and ``b`` are per-seed scores (n,), pair i sharing seed i."""
     a, b = _paired(a, b, "paired_shifted_test")
@@ -117,17 +169,15 @@ def paired_shifted_test(a: np.ndarray, b: np.ndarray, delta: float, alpha: float
     n = diffs.size
     mean, sd, ci = _t_interval(diffs)
     if n < 2:
-        return PairedTestResult(
-            n, delta, alpha, mean, None, None, None, None, None, None,
-            note="1 seed: no variance estimate, so no test and no interval",
-        )
+        return PairedTestResult(n, delta, alpha, mean, None, None, None, None, None, None, None, None,
+                                note="1 seed: no variance estimate, so no test and no interval")
     if not _has_spread(diffs):
         return PairedTestResult(
-            n, delta, alpha, mean, 0.0, ci, None, None, None, None,
+            n, delta, alpha, mean, 0.0, ci, mean, mean, None, None, None, None,
             note=f"all {n} paired differences are equal ({mean:+.4g}): zero spread, a t-test is undefined",
         )
-    shifted = _shifted_ttest(a, b, delta)
-    zero = stats.ttest_rel(a, b)
+    above = _shifted_ttest(a, b, delta, "greater")
+    half = float(stats.t.ppf(1 - alpha, n - 1)) * sd / np.sqrt(n)
     return PairedTestResult(
         n=n,
         delta=delta,
@@ -135,10 +185,12 @@ def paired_shifted_test(a: np.ndarray, b: np.ndarray, delta: float, alpha: float
         mean_diff=mean,
         sd_diff=sd,
         ci95=ci,
-        t=float(shifted.statistic),
-        p_shifted=float(shifted.pvalue),
-        p_zero=float(zero.pvalue),
-        mde=minimum_detectable_effect(n, sd, delta, alpha),
+        lower_bound=mean - half,
+        upper_bound=mean + half,
+        t=float(above.statistic),
+        p_shifted=float(above.pvalue),
+        p_below=float(_shifted_ttest(a, b, delta, "less").pvalue),
+        p_zero=float(stats.ttest_rel(a, b).pvalue),
     )
 
 
@@ -157,6 +209,70 @@ def holm(pvalues: dict[str, float | None]) -> dict[str, float | None]:
     raw = [1.0 if pvalues[k] is None else float(pvalues[k]) for k in names]
     adjusted = multipletests(raw, method="holm")[1]
     return {k: None if pvalues[k] is None else float(p) for k, p in zip(names, adjusted)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one hypothesis after the family's Holm correction, with its planning figures.
+
+    ``planning_alpha`` = alpha / ``family_size``: the strictest step of Holm in this family, so the
+    planning figures hold whatever the other hypotheses show. ``mde_support``: smallest true
+    difference SUPPORTED with 80% power at this n and the observed SD (delta + d * SD);
+    ``mde_rule_out``: largest true difference RULED OUT with 80% power (delta - d * SD);
+    ``seeds_needed``: seeds giving 80% power to decide in the direction the data lean, were the
+    observed mean the true one (None: more than MAX_SEEDS, or not computable). None where untestable."""
+
+    outcome: str
+    p_adjusted: float | None
+    family_size: int
+    planning_alpha: float
+    mde_support: float | None
+    mde_rule_out: float | None
+    seeds_needed: int | None
+    reason: str
+
+
+def _pt(x: float, signed: bool = True) -> str:
+    v = round(x * POINTS_PER_UNIT, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{v:+.2f}" if signed else f"{v:.2f}"
+
+
+def decide(result: PairedTestResult, p_adjusted: float | None, family_size: int, alpha: float = 0.05) -> Decision:
+    """SUPPORTED / RULED OUT / UNDECIDED from a test and its Holm-adjusted decisive p, reason in words.
+
+    SUPPORTED iff the adjusted p < ``alpha`` and the data lean above delta; RULED OUT iff it is <
+    ``alpha`` and they lean below; otherwise (and always when untestable) UNDECIDED. Differences
+    are given in points (metric x 100), the unit in which the hypotheses state their thresholds."""
+    if family_size < 1:
+        raise BenchmarkError(f"decide: the family must hold at least this hypothesis, got size {family_size}")
+    level = alpha / family_size
+    delta = _pt(result.delta, False)
+    sd = "—" if result.sd_diff is None else _pt(result.sd_diff, False)
+    head = f"mean {_pt(result.mean_diff)} points, per-seed SD {sd} points, {result.n} seeds"
+    if result.decisive_p is None or p_adjusted is None:
+        reason = f"{head}; untestable: {result.note or 'no p-value'}; it counts in the Holm family as p = 1"
+        return Decision(UNDECIDED, None, family_size, level, None, None, None, reason)
+    d = standardized_effect(result.n, level)
+    mde_support, mde_rule_out = result.delta + d * result.sd_diff, result.delta - d * result.sd_diff
+    seeds = seeds_for_power(result.mean_diff - result.delta, result.sd_diff, level)
+    above = result.p_shifted <= result.p_below
+    bounds = (f"one-sided {1 - result.alpha:.0%} bounds [{_pt(result.lower_bound)}, {_pt(result.upper_bound)}] "
+              f"around delta {delta}")
+    tests = (f"p(H0: diff <= {delta})={result.p_shifted:.3g}, p(H0: diff >= {delta})={result.p_below:.3g}, "
+             f"Holm-adjusted decisive p={p_adjusted:.3g} (family of {family_size}); "
+             f"plain test vs 0 p={result.p_zero:.3g}")
+    if p_adjusted < alpha:
+        outcome = SUPPORTED if above else RULED_OUT
+        what = ("the gain exceeds delta" if above else "a gain of delta or more is excluded")
+        reason = f"{head}; {bounds}: {what}; {tests}"
+    else:
+        outcome = UNDECIDED
+        need = f"about {seeds} seeds" if seeds is not None else f"more than {MAX_SEEDS} seeds"
+        reason = (f"{head}; {bounds}; {tests}; at alpha/{family_size} = {level:.3g} and {result.n} seeds this test "
+                  f"decides with 80% power only a true difference >= {_pt(mde_support)} (support) or <= "
+                  f"{_pt(mde_rule_out)} (rule out) points; were the observed mean the true one, {need} would "
+                  f"give 80% power to {'support' if above else 'rule out'} the claim")
+    return Decision(outcome, p_adjusted, family_size, level, mde_support, mde_rule_out, seeds, reason)
 
 
 @dataclass(frozen=True)
@@ -195,26 +311,6 @@ def tost_noninferiority(a: np.ndarray, b: np.ndarray, margin: float = 0.01, alph
         f"lower-bound p={p_lower:.3g} ({noninf})"
     )
     return TostResult(margin, mean, p, p_lower, p_upper, line)
-
-
-def verdict(result: PairedTestResult, adjusted_p: float | None, alpha: float = 0.05) -> tuple[str, str]:
-    """("PASS" | "FAIL", reason in words). PASS iff the Holm-adjusted shifted-null p < alpha.
-
-    Differences are given in points (metric x 100), the unit in which the hypotheses state
-    their thresholds."""
-    pts = POINTS_PER_UNIT
-    head = f"mean {result.mean_diff * pts:+.2f} points (metric x 100) over {result.n} seeds"
-    if result.p_shifted is None or adjusted_p is None:
-        return "FAIL", f"{head}; untestable: {result.note or 'no p-value'}"
-    lo, hi = result.ci95
-    reason = (
-        f"{head}, 95% CI [{lo * pts:+.2f}, {hi * pts:+.2f}]; "
-        f"shifted-null (H0: diff <= {result.delta * pts:.2f} points) p={result.p_shifted:.3g} "
-        f"(Holm {adjusted_p:.3g}); plain test vs 0 p={result.p_zero:.3g}; "
-        f"needs >= {result.mde * pts:.2f} points to be detectable with {result.n} seeds at "
-        f"{POWER:.0%} power (observed SD {result.sd_diff * pts:.2f} points)"
-    )
-    return ("PASS" if adjusted_p < alpha else "FAIL"), reason
 
 
 def seeds_by_tasks_summary(scores: np.ndarray, task_names: Sequence[str] | None = None) -> dict:

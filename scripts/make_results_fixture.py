@@ -4,15 +4,23 @@
     python scripts/make_results_fixture.py --update-golden  # ... and rebuild the golden reports
     python scripts/make_results_fixture.py --out /tmp/x     # write the jobs elsewhere
 
-The fixture is a cross_stain experiment on invented numbers: the four SG-CLDFF variants x 3 seeds,
-a classification-only baseline with 2 seeds (its IoU is n/a, its n differs), SG-CLDFF under a
-stain treatment with 1 seed (its hypotheses cannot be evaluated), an unfinished job (no ``done``)
-and a leftover temporary directory, both of which reports must ignore. Targets: in_domain,
-restain:a, hed:0.1, hed:0.3; 10 test images of 8x8 px. Predictions come from seeded random
-generators and the metrics are computed from them with :mod:`benchmark.metrics`, as the runner
-does, so tables, figures and ``predictions.jsonl.gz`` agree. The effects are built in: the
-alignment loss protects IoU under stain shift (H1 passes); cross-layer fusion does not raise
-macro-F1 (H2 fails).
+The fixture holds two experiments on invented numbers, each with two sources so that every
+multi-source branch of the reports runs:
+
+- cross_stain from sources ``src`` and ``alt``: the four SG-CLDFF variants x 3 seeds, a
+  classification-only baseline with 2 seeds (its IoU is n/a, its n differs), SG-CLDFF under a
+  stain treatment with 1 seed (its hypotheses cannot be evaluated), the two training-free floors
+  (``constant_mask``, ``majority_class``) with 3 seeds; targets in_domain, restain:a, hed:0.1,
+  hed:0.3;
+- within_dataset from sources ``bccd`` and ``src`` (in_domain only): SG-CLDFF, the two ablations
+  of the paper's Table 3 and the baseline, for the H3/H4 hypotheses and the claims table;
+
+plus an unfinished job (no ``done``) and a leftover temporary directory, both of which reports
+must ignore; 10 test images of 8x8 px. Predictions come from seeded random generators and the
+metrics are computed from them with :mod:`benchmark.metrics`, as the runner does, so tables,
+figures and ``predictions.jsonl.gz`` agree. The effects are built in: the alignment loss
+protects IoU under stain shift (H1 SUPPORTED); cross-layer fusion does not raise macro-F1 or
+accuracy (H2, H4 not supported).
 """
 from __future__ import annotations
 
@@ -36,11 +44,13 @@ if str(ROOT) not in sys.path:
 
 from benchmark.atomic import write_json  # noqa: E402
 from benchmark.data.sample import CLASSES  # noqa: E402
-from benchmark.metrics import classification_metrics, mask_to_rle, segmentation_metrics  # noqa: E402
+from benchmark.metrics import (  # noqa: E402
+    SEGMENTATION_METRICS, classification_metrics, mask_to_rle, segmentation_metrics,
+)
 
 FIXTURE = ROOT / "tests" / "fixtures" / "results_tiny"
 GOLDEN = FIXTURE / "golden"
-PROTOCOL, SOURCE, SIZE, N_IMAGES = "cross_stain", "src", 8, 10
+SIZE, N_IMAGES = 8, 10
 BUDGET = {"name": "tiny", "img_size": SIZE, "epochs": 1, "batch_size": 4, "lr": 0.001, "lr_step_epochs": 1,
           "lr_gamma": 1.0, "patience": 1, "max_train_samples": None}
 
@@ -55,12 +65,17 @@ class Target:
     """How hard the target is, 0 (in-domain) to 1: scales each model's loss under shift."""
 
 
-TARGETS = (
-    Target("in_domain", SOURCE, 0.0, None, 0.0),
-    Target("restain:a", "a", None, {"kind": "restain", "source": SOURCE, "target": "a"}, 0.6),
-    Target("hed:0.1", "hed:0.1", 0.1, {"kind": "hed", "severity": 0.1}, 0.3),
-    Target("hed:0.3", "hed:0.3", 0.3, {"kind": "hed", "severity": 0.3}, 1.0),
-)
+def targets(protocol: str, source: str) -> tuple[Target, ...]:
+    """The test targets of one job: in-domain alone within a dataset; re-stain and HED beside it in cross_stain."""
+    in_domain = Target("in_domain", source, 0.0, None, 0.0)
+    if protocol == "within_dataset":
+        return (in_domain,)
+    return (
+        in_domain,
+        Target("restain:a", "a", None, {"kind": "restain", "source": source, "target": "a"}, 0.6),
+        Target("hed:0.1", "hed:0.1", 0.1, {"kind": "hed", "severity": 0.1}, 0.3),
+        Target("hed:0.3", "hed:0.3", 0.3, {"kind": "hed", "severity": 0.3}, 1.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,8 @@ class FakeModel:
     """Pixel flip probability in-domain; None: no segmenter."""
     seg_drop: float
     """Extra flip probability at shift 1."""
+    floor: bool = False
+    """A training-free floor: one prediction for every image (see :func:`_floor_predictions`)."""
 
 
 MODELS = (
@@ -84,7 +101,16 @@ MODELS = (
     FakeModel("sg_cldff_no_cldff", "none", (0, 1, 2), 2.6, 0.8, 0.05, 0.06),
     FakeModel("resnext_cc", "none", (0, 1), 2.0, 1.0, None, 0.0),
     FakeModel("sg_cldff", "macenko", (0,), 2.2, 0.5, 0.04, 0.03),
+    FakeModel("constant_mask", "none", (0, 1, 2), None, 0.0, 0.0, 0.0, floor=True),
+    FakeModel("majority_class", "none", (0, 1, 2), 0.0, 0.0, None, 0.0, floor=True),
 )
+WITHIN_MODELS = tuple(m for m in MODELS if m.treatment == "none"
+                      and m.model in ("sg_cldff", "sg_cldff_no_saliency", "sg_cldff_no_cldff", "resnext_cc"))
+EXPERIMENTS: tuple[tuple[str, tuple[str, ...], tuple[FakeModel, ...]], ...] = (
+    ("cross_stain", ("src", "alt"), MODELS),
+    ("within_dataset", ("bccd", "src"), WITHIN_MODELS),
+)
+"""(protocol, sources, models) of the fixture."""
 
 
 def _rng(*parts: object) -> np.random.Generator:
@@ -108,9 +134,23 @@ def true_masks() -> np.ndarray:
 LABELS = np.repeat(np.arange(len(CLASSES)), N_IMAGES // len(CLASSES))
 
 
-def _predictions(m: FakeModel, seed: int, target: Target,
+def _floor_predictions(m: FakeModel, seed: int, truth: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What ``models.floors`` predicts, fitted on a seeded bootstrap of the test masks and labels
+    that stands in for the seed's training split: the thresholded mean mask, or the label prior."""
+    train = _rng(m.model, seed).choice(N_IMAGES, N_IMAGES)
+    if m.seg_error is not None:
+        wbc = (truth[train] > 0).mean(axis=0) > 0.5
+        nucleus = wbc & ((truth[train] == 2).mean(axis=0) > 0.5)
+        return None, np.repeat((wbc.astype(np.uint8) + nucleus)[None], N_IMAGES, axis=0)
+    counts = np.bincount(LABELS[train], minlength=len(CLASSES))
+    return np.tile(np.round(counts / counts.sum(), 5), (N_IMAGES, 1)), None
+
+
+def _predictions(m: FakeModel, protocol: str, source: str, seed: int, target: Target,
                  truth: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    rng = _rng(m.model, m.treatment, seed, target.name)
+    if m.floor:
+        return _floor_predictions(m, seed, truth)
+    rng = _rng(m.model, m.treatment, protocol, source, seed, target.name)
     proba = masks = None
     if m.cls_skill is not None:
         margin = m.cls_skill - m.cls_drop * target.shift + 0.3 * _rng(m.model, m.treatment, seed).normal()
@@ -125,16 +165,17 @@ def _predictions(m: FakeModel, seed: int, target: Target,
     return proba, masks
 
 
-def _metrics(proba: np.ndarray | None, pred: np.ndarray | None, truth: np.ndarray) -> dict:
-    """What ``benchmark.train.score_predictions`` stores: every part the model lacks is null."""
+def _metrics(proba: np.ndarray | None, pred: np.ndarray | None, truth: np.ndarray, explains: bool) -> dict:
+    """What ``benchmark.train.score_predictions`` stores: every part the model lacks is null
+    (saliency consistency too for a model without Grad-CAM, such as the floors)."""
     empty = classification_metrics(np.zeros(0, int), np.zeros((0, len(CLASSES))))
     out = dict(classification_metrics(LABELS, proba) if proba is not None else empty)
     if pred is None:
-        out.update({k: None for k in ("iou", "dice", "pixel_accuracy", "nucleus_iou")})
+        out.update({k: None for k in SEGMENTATION_METRICS})
     else:
         out.update(segmentation_metrics(pred, truth))
     # a deterministic stand-in for the Grad-CAM consistency the runner measures
-    out["saliency_consistency"] = None if proba is None else round(float(proba.max(axis=1).mean()), 5)
+    out["saliency_consistency"] = round(float(proba.max(axis=1).mean()), 5) if explains else None
     return out
 
 
@@ -145,9 +186,14 @@ def _gzip_jsonl(path: Path, rows: list[dict]) -> None:
             f.write((json.dumps(r) + "\n").encode())
 
 
-def _config(m: FakeModel, seed: int) -> dict:
-    cfg = {"engine_version": "1", "protocol": PROTOCOL, "model": m.model, "model_kwargs": {}, "source": SOURCE,
-           "seed": seed, "budget": BUDGET, "split_hash": hashlib.sha256(f"split-{seed}".encode()).hexdigest()[:16]}
+def split_hash(protocol: str, source: str, seed: int) -> str:
+    """Every model of one (protocol, source, seed) shares its split, as in a real sweep."""
+    return hashlib.sha256(f"{protocol}-{source}-split-{seed}".encode()).hexdigest()[:16]
+
+
+def _config(m: FakeModel, protocol: str, source: str, seed: int) -> dict:
+    cfg = {"engine_version": "1", "protocol": protocol, "model": m.model, "model_kwargs": {}, "source": source,
+           "seed": seed, "budget": BUDGET, "split_hash": split_hash(protocol, source, seed)}
     if m.treatment != "none":  # older configs lack the field: the reports must default it to "none"
         cfg["treatment"] = m.treatment
     job_id = hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
@@ -155,25 +201,26 @@ def _config(m: FakeModel, seed: int) -> dict:
             "has_classifier": m.cls_skill is not None, "has_segmenter": m.seg_error is not None}
 
 
-def write_job(jobs: Path, m: FakeModel, seed: int, done: bool = True, dirname: str | None = None) -> Path:
+def write_job(jobs: Path, protocol: str, source: str, m: FakeModel, seed: int, done: bool = True,
+              dirname: str | None = None) -> Path:
     truth = true_masks()
-    cfg = _config(m, seed)
+    cfg = _config(m, protocol, source, seed)
     name = m.model if m.treatment == "none" else f"{m.model}+{m.treatment}"
-    job_dir = jobs / (dirname or f"{name}__{SOURCE}__seed{seed}__{cfg['job_id']}")
+    job_dir = jobs / (dirname or f"{name}__{source}__seed{seed}__{cfg['job_id']}")
     job_dir.mkdir(parents=True)
-    targets, records = {}, []
-    for t in TARGETS:
-        proba, pred = _predictions(m, seed, t, truth)
-        targets[t.name] = {"domain": t.domain, "severity": t.severity, "transform": t.transform, "n": N_IMAGES,
-                           "metrics": _metrics(proba, pred, truth)}
+    results, records = {}, []
+    for t in targets(protocol, source):
+        proba, pred = _predictions(m, protocol, source, seed, t, truth)
+        results[t.name] = {"domain": t.domain, "severity": t.severity, "transform": t.transform, "n": N_IMAGES,
+                           "metrics": _metrics(proba, pred, truth, proba is not None and not m.floor)}
         for i in range(N_IMAGES):
-            records.append({"target": t.name, "id": f"{SOURCE}/{i:03d}", "domain": t.domain, "label": int(LABELS[i]),
+            records.append({"target": t.name, "id": f"{source}/{i:03d}", "domain": t.domain, "label": int(LABELS[i]),
                             "proba": None if proba is None else proba[i].tolist(),
                             "pred_mask": None if pred is None else mask_to_rle(pred[i]),
                             "true_mask": mask_to_rle(truth[i])})
     write_json(job_dir / "config.json", cfg)
     write_json(job_dir / "fingerprint.json", {"split_hash": cfg["split_hash"], "note": "synthetic report fixture"})
-    write_json(job_dir / "metrics.json", {"targets": targets, "train": {"best_epoch": 0, "seconds": 0.0}})
+    write_json(job_dir / "metrics.json", {"targets": results, "train": {"best_epoch": 0, "seconds": 0.0}})
     _gzip_jsonl(job_dir / "predictions.jsonl.gz", records)
     if done:
         (job_dir / "done").write_text("fixture\n")
@@ -186,20 +233,23 @@ def build_fixture(out: Path) -> Path:
     shutil.rmtree(jobs, ignore_errors=True)
     # sklearn's input validation dominates on 10 samples; skipping it changes no value (inputs are clean)
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-        for m in MODELS:
-            for seed in m.seeds:
-                write_job(jobs, m, seed)
+        for protocol, sources, models in EXPERIMENTS:
+            for source in sources:
+                for m in models:
+                    for seed in m.seeds:
+                        write_job(jobs, protocol, source, m, seed)
         broken = FakeModel("sg_cldff", "none", (), 0.0, 0.0, 0.5, 0.5)  # numbers that would show if counted
-        write_job(jobs, broken, 3, done=False)
-        write_job(jobs, broken, 4, done=True, dirname=f".sg_cldff__{SOURCE}__seed4__tmp.tmp-1")
+        write_job(jobs, "cross_stain", "src", broken, 3, done=False)
+        write_job(jobs, "cross_stain", "src", broken, 4, done=True, dirname=".sg_cldff__src__seed4__tmp.tmp-1")
     return jobs
 
 
-GOLDEN_FILES = ("summary.csv", "hypotheses.md", "hypotheses.json")
+GOLDEN_FILES = ("summary.csv", "hypotheses.md", "hypotheses.json", "claims.md", "claims.tex")
 
 
 def build_reports(results: Path) -> list[Path]:
     """Summary, tables and hypotheses of ``results`` (no figures: they are not golden); returns the files."""
+    from benchmark.claims import write_claims
     from benchmark.hypotheses import write_hypotheses
     from benchmark.summary import build_summary, write_summary
     from benchmark.tables import write_tables
@@ -208,6 +258,7 @@ def build_reports(results: Path) -> list[Path]:
     write_summary(df, results / "summary.csv")
     tables = write_tables(df, results / "tables")
     write_hypotheses(df, results)
+    write_claims(df, results)
     return [results / f for f in GOLDEN_FILES] + tables
 
 

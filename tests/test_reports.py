@@ -18,9 +18,12 @@ import pytest
 
 from benchmark.errors import BenchmarkError
 from benchmark.figures import write_png, iou_severity_figure, job_predictions
-from benchmark.hypotheses import NOT_EVALUATED, evaluate_all, main_hypotheses, render_markdown
+from benchmark.claims import claims_tables
+from benchmark.hypotheses import HYPOTHESES, NOT_EVALUATED, PRIMARY, TREATED, evaluate_all, main_hypotheses, \
+    render_markdown
+from benchmark.stats import RULED_OUT, SUPPORTED, UNDECIDED, holm
 from benchmark.summary import build_summary, completed_job_dirs, main_report, read_summary
-from benchmark.tables import build_tables, main_comparison, render_markdown as tables_markdown
+from benchmark.tables import build_tables, main_comparison, per_domain, render_markdown as tables_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "results_tiny"
@@ -73,7 +76,7 @@ def test_report_commands_write_everything(tmp_path, capsys):
     """main_report / main_hypotheses on part of the fixture (fewer models keep the figures quick)."""
     keep = ("sg_cldff__", "sg_cldff_no_align__", "resnext_cc__")
     for job in completed_job_dirs(FIXTURE):
-        if job.name.startswith(keep):
+        if job.name.startswith(keep) and json.loads((job / "config.json").read_text())["protocol"] == "cross_stain":
             shutil.copytree(job, tmp_path / "jobs" / job.name)
     assert main_report(tmp_path) == 0 and main_hypotheses(tmp_path) == 0
     printed = capsys.readouterr().out
@@ -87,7 +90,10 @@ def test_report_commands_write_everything(tmp_path, capsys):
         assert b"Software" not in data and b"matplotlib" not in data  # no version stamp
         assert name in printed
     assert (tmp_path / "summary.csv").exists() and (tmp_path / "tables" / "main.tex").exists()
-    assert "H1: PASS" in printed and "H2: NOT EVALUATED (no results for sg_cldff_no_cldff" in printed
+    assert "H1: SUPPORTED (mean +" in printed and "H2: NOT EVALUATED (no results for sg_cldff_no_cldff" in printed
+    assert "Holm family primary (m = 1): cross_stain/tiny H1" in printed
+    claims = (tmp_path / "claims.md").read_text()  # no within_dataset BCCD rows here: every measured cell is "—"
+    assert "has no within_dataset BCCD results" in claims and (tmp_path / "claims.tex").exists()
 
 
 def test_fixture_generator_is_deterministic_and_committed(tmp_path, script):
@@ -109,7 +115,8 @@ def test_jobs_without_done_and_temp_dirs_are_ignored(summary, tmp_path):
     hidden = [p for p in jobs.iterdir() if p.name.startswith(".")]
     assert len(unfinished) == 1 and len(hidden) == 1 and (hidden[0] / "done").exists()
     assert sorted(summary.loc[summary["display"] == "sg_cldff", "seed"].unique()) == [0, 1, 2]
-    assert len(completed_job_dirs(FIXTURE)) == 15 and summary["job_id"].nunique() == 15
+    assert len(completed_job_dirs(FIXTURE)) == 64 and summary["job_id"].nunique() == 64
+    assert sorted(summary.groupby("protocol")["source"].unique().map(sorted).sum()) == ["alt", "bccd", "src", "src"]
     # the same directory counts once it has its marker: the rule is the marker, nothing else
     shutil.copytree(jobs, tmp_path / "jobs")
     (tmp_path / "jobs" / unfinished[0].name / "done").write_text("now done\n")
@@ -123,11 +130,37 @@ def _cells(md: str, model: str) -> list[str]:
 
 def test_missing_cells_render_dash_and_not_applicable_renders_na(summary):
     md = tables_markdown(main_comparison(summary))
-    assert _cells(md, "resnext_cc")[3] == "n/a" and _cells(md, "resnext_cc")[7] == "n/a"  # IoU: no segmenter
+    # in-domain Acc, F1, AUC, IoU, ΔIoU vs floor, then the same shifted: IoU and its gain n/a, no segmenter
+    assert [_cells(md, "resnext_cc")[i] for i in (3, 4, 8, 9)] == ["n/a"] * 4
     assert _cells(md, "resnext_cc")[0].endswith("(n=2)")  # fewer seeds than the others: n shown
     no_in_domain = summary[~((summary["display"] == "sg_cldff_no_align") & (summary["target"] == "in_domain"))]
     cells = _cells(tables_markdown(main_comparison(no_in_domain)), "sg_cldff_no_align")
-    assert cells[:4] == ["—"] * 4 and all("±" in c for c in cells[4:])
+    assert cells[:5] == ["—"] * 5 and all("±" in c for c in cells[5:])
+
+
+def test_floors_sort_last_and_the_iou_gain_is_paired_on_seed_and_target(summary):
+    summary = summary[summary["protocol"] == "cross_stain"]
+    md = tables_markdown(main_comparison(summary))
+    models = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and "Model" not in line]
+    assert models[-2:] == ["constant_mask", "majority_class"]
+    assert _cells(md, "constant_mask")[4] == "ref" and _cells(md, "majority_class")[4] == "n/a"
+    # by hand: per seed, mean over shifted targets of (sg_cldff IoU - constant_mask IoU on that target)
+    shifted = summary[summary["shifted"] & (summary["treatment"] == "none")]
+    model, floor = (shifted[shifted["model"] == m].set_index(["seed", "source", "target"])["iou"]
+                    for m in ("sg_cldff", "constant_mask"))
+    diff = (model - floor).groupby("seed").mean()
+    assert _cells(md, "sg_cldff")[9] == f"+{100 * diff.mean():.1f} ± {100 * diff.std():.1f} (n=3)"
+    no_floor = tables_markdown(main_comparison(summary[summary["model"] != "constant_mask"]))
+    assert _cells(no_floor, "sg_cldff")[4] == "—" and "constant_mask is not in these results" in no_floor
+    assert _cells(no_floor, "resnext_cc")[4] == "n/a"
+
+
+def test_per_domain_worst_of_a_lower_is_better_metric_is_the_highest(summary):
+    md = tables_markdown(per_domain(summary, "hd95", "HD95"))
+    assert "Worst = target with the highest mean" in md
+    means = summary[summary["display"] == "sg_cldff"].groupby("target")["hd95"].mean()
+    assert _cells(md, "sg_cldff")[-1].startswith(f"{means.idxmax()} (")
+    assert "lowest mean" in tables_markdown(per_domain(summary, "iou", "IoU"))
 
 
 def test_n_is_stated_once_when_every_cell_has_the_same_seeds(summary):
@@ -149,17 +182,111 @@ def test_summary_csv_round_trips(report, summary):
     assert build_tables(back) == build_tables(summary)
 
 
-def _verdicts(df: pd.DataFrame, treatment: str = "none") -> dict:
-    ex = next(e for e in evaluate_all(df) if e.treatment == treatment)
-    return {ev.name: ev for ev in ex.evaluations} | {"family": ex.family}
+def _verdicts(df: pd.DataFrame, treatment: str = "none", protocol: str = "cross_stain") -> dict:
+    report = evaluate_all(df)
+    ex = next(e for e in report.experiments if e.treatment == treatment and e.protocol == protocol)
+    return {ev.name: ev for ev in ex.evaluations} | {"families": report.families}
 
 
 def test_hypotheses_of_the_fixture(summary):
     v = _verdicts(summary)
-    assert v["H1"].verdict == "PASS" and v["H2"].verdict == "FAIL" and v["family"] == ["H1", "H2"]
-    assert v["H1"].tasks == ["restain:a", "hed:0.1", "hed:0.3"] and v["H1"].seeds == [0, 1, 2]
+    assert v["H1"].verdict == SUPPORTED and v["H2"].verdict == UNDECIDED
+    assert v["families"] == {PRIMARY: ["cross_stain/tiny H1", "cross_stain/tiny H2", "within_dataset/tiny H3",
+                                       "within_dataset/tiny H4"], TREATED: []}
+    assert v["H1"].tasks == [f"{s} -> {t}" for s in ("alt", "src") for t in ("restain:a", "hed:0.1", "hed:0.3")]
+    assert v["H1"].seeds == [0, 1, 2] and list(v["H1"].per_source["per_source"]) == ["alt", "src"]
     treated = _verdicts(summary, "macenko")
     assert treated["H1"].verdict == NOT_EVALUATED and "sg_cldff_no_align+macenko" in treated["H1"].reason
+
+
+def test_pooling_weighs_every_source_the_same(summary):
+    """Per seed: mean over each source's targets, then over sources, even when sources have unequal targets."""
+    unequal = summary[~((summary["source"] == "src") & summary["target"].isin(["hed:0.1", "hed:0.3"]))]
+    ev = _verdicts(unequal)["H1"]
+    rows = unequal[unequal["protocol"] == "cross_stain"]
+    rows = rows[rows["target"].str.startswith(("restain:", "hed:")) & (rows["treatment"] == "none")]
+    by_source = rows.groupby(["model", "seed", "source"])["iou"].mean().groupby(["model", "seed"]).mean()
+    expected = (by_source["sg_cldff"] - by_source["sg_cldff_no_align"]).mean()
+    assert ev.test["mean_diff"] == pytest.approx(expected, rel=1e-5)
+    assert ev.per_source["pooled"]["mean"] == pytest.approx(expected, rel=1e-5)
+    per_source = [s["mean"] for s in ev.per_source["per_source"].values()]
+    assert expected == pytest.approx(np.mean(per_source), rel=1e-5)
+    task_mean = (rows[rows["model"] == "sg_cldff"].groupby("seed")["iou"].mean()
+                 - rows[rows["model"] == "sg_cldff_no_align"].groupby("seed")["iou"].mean()).mean()
+    assert abs(expected - task_mean) > 1e-3  # the equal-task mean would differ: the weighting is real
+
+
+def test_h3_h4_are_decided_on_within_dataset_only(summary):
+    cross, within = _verdicts(summary), _verdicts(summary, protocol="within_dataset")
+    for name in ("H3", "H4"):
+        assert cross[name].verdict == NOT_EVALUATED and "registered for within_dataset only" in cross[name].reason
+        assert within[name].verdict in (SUPPORTED, RULED_OUT, UNDECIDED)
+        assert within[name].tasks == ["bccd -> in_domain", "src -> in_domain"]
+    assert within["H2"].verdict == NOT_EVALUATED and "none of the targets" in within["H2"].reason
+    assert within["H1"].verdict == NOT_EVALUATED and "none of the targets" in within["H1"].reason
+    h = {x.name: x for x in HYPOTHESES}
+    assert (h["H3"].delta, h["H3"].paper, h["H3"].metric) == (0.03, (0.82, 0.76), "iou")
+    assert (h["H4"].delta, h["H4"].paper, h["H4"].metric) == (0.0135, (0.958, 0.931), "accuracy")
+    renamed = summary.assign(protocol=summary["protocol"].replace("within_dataset", "within_dataset_synthetic"))
+    assert _verdicts(renamed, protocol="within_dataset_synthetic")["H3"].verdict == NOT_EVALUATED
+
+
+def test_hypotheses_markdown_shows_paper_and_per_source(report):
+    md = (report / "hypotheses.md").read_text()
+    within = md[md.index("## Protocol within_dataset"):]
+    h3 = within[within.index("### H3: "):within.index("### H4: ")]
+    assert "the paper reports 82.00 for `sg_cldff` and 76.00 without the component, a gap of +6.00" in h3
+    assert "Per source" in h3 and "| bccd |" in h3 and "| pooled (the tested mean) |" in h3
+    assert "half the paper's reported gap of 6 points" in h3
+
+
+def test_a_task_without_the_metric_for_a_model_is_left_out(summary):
+    no_masks = summary.assign(iou=np.where((summary["protocol"] == "within_dataset") & (summary["source"] == "src"),
+                                           np.nan, summary["iou"]))
+    ev = _verdicts(no_masks, protocol="within_dataset")["H3"]
+    assert ev.tasks == ["bccd -> in_domain"] and "src -> in_domain" in ev.excluded_tasks
+    assert ev.verdict != NOT_EVALUATED and ev.seeds == [0, 1, 2]
+
+
+def test_holm_runs_over_the_folder_in_two_families(summary):
+    cs = summary[(summary["protocol"] == "cross_stain") & (summary["treatment"] == "none")
+                 & summary["model"].isin(["sg_cldff", "sg_cldff_no_align"])]
+    treated = cs.assign(treatment="hed", display=cs["display"] + "+hed")
+    report = evaluate_all(pd.concat([summary, treated]))
+    assert report.families[TREATED] == ["cross_stain/tiny/hed H1"]
+    evs = {(ex.protocol, ex.treatment, ev.name): ev for ex in report.experiments for ev in ex.evaluations}
+    primary = {m: evs[(m.split("/")[0], "none", m.split()[-1])] for m in report.families[PRIMARY]}
+    raw = {m: min(ev.test["p_shifted"], ev.test["p_below"]) for m, ev in primary.items()}
+    for m, p in holm(raw).items():  # one correction over all four untreated verdicts, across protocols
+        assert primary[m].decision["p_adjusted"] == pytest.approx(p, rel=1e-5)
+        assert primary[m].decision["family_size"] == 4
+    hed = evs[("cross_stain", "hed", "H1")]  # alone in its family: not corrected for the primary ones
+    assert hed.decision["family_size"] == 1 and hed.family == TREATED
+    assert hed.decision["p_adjusted"] == pytest.approx(min(hed.test["p_shifted"], hed.test["p_below"]), rel=1e-5)
+    assert "stain treatments, m = 1: cross_stain/tiny/hed H1" in render_markdown(report)
+
+
+def test_a_claim_ruled_out_is_reported_so(summary):
+    """No alignment effect at all: H1's claimed 2 points are excluded."""
+    key = ["protocol", "source", "seed", "target"]
+    full = summary[(summary["model"] == "sg_cldff") & (summary["treatment"] == "none")].set_index(key)["iou"]
+    same = summary.set_index(key).index.map(full.get).to_numpy(dtype=float) - 0.001 * summary["seed"].to_numpy()
+    df = summary.assign(iou=np.where(summary["model"] == "sg_cldff_no_align", same, summary["iou"]))
+    report = evaluate_all(df)
+    ev = _verdicts(df)["H1"]
+    assert ev.verdict == RULED_OUT and ev.test["upper_bound"] < 0.02
+    md = render_markdown(report)
+    assert "### H1: RULED OUT" in md and "a gain of delta or more is excluded" in md and "*Power*: at alpha/4" in md
+
+
+def test_pairs_from_different_splits_are_an_error(summary):
+    bad = summary.copy()
+    hit = (bad["model"] == "sg_cldff_no_align") & (bad["seed"] == 1) & (bad["source"] == "alt")
+    bad.loc[hit, "split_hash"] = "0123456789abcdef"
+    good = summary.loc[hit.idxmax(), "split_hash"]
+    with pytest.raises(BenchmarkError, match=rf"sg_cldff \(split hash {good}\) and sg_cldff_no_align \(split hash "
+                                             r"0123456789abcdef\).* seed 1, source alt"):
+        evaluate_all(bad)
 
 
 @pytest.mark.parametrize(
@@ -174,13 +301,29 @@ def test_hypotheses_of_the_fixture(summary):
 def test_unevaluable_hypothesis_is_not_evaluated(summary, change, reason):
     v = _verdicts(change(summary))
     assert v["H1"].verdict == NOT_EVALUATED and reason in v["H1"].reason
-    assert "H1" not in v["family"]
+    assert "cross_stain/tiny H1" not in v["families"][PRIMARY]
 
 
-def test_hypotheses_markdown_states_the_power_limit(report):
+def test_hypotheses_markdown_states_the_power_limit_and_the_rule(report):
     md = (report / "hypotheses.md").read_text()
-    assert "With 5 seeds this test can only pass for a large, steady effect" in md
-    assert "smallest true effect this test detects with 80% power" in md
+    assert "With 5 seeds this test can only decide a large, steady effect" in md
+    assert "the one-sided 95% upper bound is below delta" in md and "corrected separately" in md
+    assert "| Seeds for 80% power |" in md
+
+
+def test_claims_table_puts_the_paper_beside_within_dataset_bccd(summary):
+    md = tables_markdown(claims_tables(summary))
+    ours = summary[(summary["protocol"] == "within_dataset") & (summary["source"] == "bccd")
+                   & (summary["model"] == "sg_cldff")].groupby("seed")["iou"].mean()
+    row = next(line for line in md.splitlines() if line.startswith("| sg_cldff | IoU |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3:] == ["82.0 ± 1.0", f"{100 * ours.mean():.1f} ± {100 * ours.std():.1f} (n=3)",  # resnext_cc: n=2
+                         f"{100 * ours.mean() - 82.0:+.1f}"]
+    assert "| resnext_cc | IoU | Table 2 (Luo et al.) | 77.0 ± 2.0 | n/a | n/a |" in md
+    assert "Table 3 (ablations) is stated to be on BCCD" in md
+    empty = tables_markdown(claims_tables(summary[summary["protocol"] != "within_dataset"]))
+    assert "has no within_dataset BCCD results" in empty
+    assert "| sg_cldff | IoU | Tables 2, 3 | 82.0 ± 1.0 | — | — |" in empty
 
 
 def test_tables_and_figures_skip_what_has_no_data(summary, capsys):

@@ -1,20 +1,25 @@
-"""Hypothesis statistics: known answers against scipy, calibration by simulation, Holm, verdicts."""
+"""Hypothesis statistics: known answers against scipy, calibration by simulation, Holm, power, verdicts."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import stats
+from statsmodels.stats.power import TTestPower
 
 from benchmark.errors import BenchmarkError
 from benchmark.stats import (
-    PairedTestResult,
+    MAX_SEEDS,
+    RULED_OUT,
+    SUPPORTED,
+    UNDECIDED,
+    decide,
     holm,
     minimum_detectable_effect,
     paired_shifted_test,
     seeds_by_tasks_summary,
+    seeds_for_power,
     shifted_null_pvalue,
     tost_noninferiority,
-    verdict,
 )
 
 A = np.array([0.80, 0.83, 0.79, 0.85, 0.81])
@@ -31,6 +36,10 @@ def test_paired_shifted_test_matches_scipy():
     half = stats.t.ppf(0.975, 4) * r.sd_diff / np.sqrt(5)
     assert r.ci95 == pytest.approx((0.028 - half, 0.028 + half))
     assert r.p_shifted == pytest.approx(float(shifted_null_pvalue(A, B, 0.02)))
+    assert r.p_below == pytest.approx(stats.ttest_1samp(diffs - 0.02, 0.0, alternative="less").pvalue)
+    assert r.p_shifted + r.p_below == pytest.approx(1.0) and r.decisive_p == min(r.p_shifted, r.p_below)
+    one_sided = stats.t.ppf(0.95, 4) * r.sd_diff / np.sqrt(5)
+    assert (r.lower_bound, r.upper_bound) == pytest.approx((0.028 - one_sided, 0.028 + one_sided))
     assert r.note == ""
 
 
@@ -68,16 +77,17 @@ def test_shifted_null_calibration_and_power_by_simulation():
 
 
 @pytest.mark.filterwarnings("error")  # degenerate cases must not reach scipy's divide-by-zero paths
-def test_degenerate_inputs_are_honest():
+def test_degenerate_inputs_are_undecided_never_supported():
     one = paired_shifted_test(np.array([0.9]), np.array([0.5]), delta=0.02)
-    assert one.p_shifted is None and one.p_zero is None and one.mde is None and one.ci95 is None
+    assert one.p_shifted is None and one.p_zero is None and one.ci95 is None and one.decisive_p is None
     assert "1 seed" in one.note
     flat = paired_shifted_test(B + 0.05, B, delta=0.02)  # large but perfectly constant difference
     assert flat.p_shifted is None and flat.sd_diff == 0.0 and "zero spread" in flat.note
     assert flat.mean_diff == pytest.approx(0.05)
     for r in (one, flat):
-        decision, reason = verdict(r, holm({"H": r.p_shifted})["H"])
-        assert decision == "FAIL" and "untestable" in reason
+        d = decide(r, holm({"H": r.decisive_p})["H"], family_size=1)
+        assert d.outcome == UNDECIDED and "untestable" in d.reason and "p = 1" in d.reason
+        assert d.mde_support is None and d.seeds_needed is None
     assert tost_noninferiority(B + 0.001, B).p is None
 
 
@@ -120,18 +130,74 @@ def test_tost_against_scipy():
         tost_noninferiority(close, b, margin=0.0)
 
 
-def test_verdict_text_carries_the_numbers():
-    r = PairedTestResult(
-        n=5, delta=0.02, alpha=0.05, mean_diff=0.008, sd_diff=0.01, ci95=(-0.004, 0.02),
-        t=-2.68, p_shifted=0.41, p_zero=0.2, mde=0.031,
-    )
-    decision, reason = verdict(r, adjusted_p=0.62)
-    assert decision == "FAIL"
-    for piece in ("+0.80 points", "[-0.40, +2.00]", "p=0.41", "Holm 0.62", "diff <= 2.00 points",
-                  ">= 3.10 points", "5 seeds", "80% power", "metric x 100"):
-        assert piece in reason, piece
-    assert verdict(r, adjusted_p=0.049)[0] == "PASS"
-    assert verdict(r, adjusted_p=0.05)[0] == "FAIL"
+def _decided(diffs: np.ndarray, delta: float = 0.02, family_size: int = 1):
+    r = paired_shifted_test(0.7 + diffs, np.full(diffs.size, 0.7), delta)
+    return r, decide(r, r.decisive_p if family_size == 1 else min(1.0, family_size * r.decisive_p), family_size)
+
+
+def test_each_outcome_on_hand_made_differences():
+    r, d = _decided(np.array([0.061, 0.058, 0.064, 0.060, 0.057]))
+    assert d.outcome == SUPPORTED and r.lower_bound > 0.02 and "the gain exceeds delta" in d.reason
+    r, d = _decided(np.array([-0.004, 0.001, -0.010, 0.003, -0.006]))
+    assert d.outcome == RULED_OUT and r.upper_bound < 0.02 and "a gain of delta or more is excluded" in d.reason
+    r, d = _decided(np.array([0.05, -0.03, 0.08, -0.01, 0.04]))
+    assert d.outcome == UNDECIDED and r.lower_bound < 0.02 < r.upper_bound
+    for piece in ("per-seed SD", "80% power", "(support)", "(rule out)", f"about {d.seeds_needed} seeds"):
+        assert piece in d.reason, piece
+    r, d = _decided(np.full(5, 0.001))
+    assert d.outcome == UNDECIDED and "zero spread" in d.reason  # untestable: never a verdict either way
+
+
+def test_without_correction_the_outcome_is_the_one_sided_bound_against_delta():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        r, d = _decided(rng.normal(rng.uniform(-0.02, 0.06), rng.uniform(0.002, 0.03), 5))
+        assert (d.outcome == SUPPORTED) == (r.lower_bound > 0.02)
+        assert (d.outcome == RULED_OUT) == (r.upper_bound < 0.02)
+
+
+def test_holm_can_turn_a_verdict_into_undecided():
+    r = paired_shifted_test(0.7 + np.array([0.030, 0.018, 0.036, 0.022, 0.032]), np.full(5, 0.7), 0.02)
+    assert 0.025 < r.p_shifted < 0.05  # SUPPORTED alone, not in a family of two
+    assert decide(r, holm({"H": r.decisive_p})["H"], 1).outcome == SUPPORTED
+    adjusted = holm({"H": r.decisive_p, "other": 0.5})
+    d = decide(r, adjusted["H"], 2)
+    assert d.outcome == UNDECIDED and d.p_adjusted == pytest.approx(2 * r.p_shifted)
+    assert "Holm-adjusted decisive p" in d.reason and "family of 2" in d.reason
+
+
+def test_planning_figures_use_the_strictest_holm_step():
+    r, d = _decided(np.array([0.05, -0.03, 0.08, -0.01, 0.04]), family_size=4)
+    assert d.planning_alpha == pytest.approx(0.0125)
+    assert d.mde_support == pytest.approx(minimum_detectable_effect(5, r.sd_diff, 0.02, 0.0125))
+    assert d.mde_support - 0.02 == pytest.approx(0.02 - d.mde_rule_out)
+    assert d.seeds_needed == seeds_for_power(r.mean_diff - 0.02, r.sd_diff, 0.0125)
+    with pytest.raises(BenchmarkError, match="family"):
+        decide(r, 0.5, family_size=0)
+
+
+def _brute_force_seeds(effect: float, sd: float, alpha: float) -> int | None:
+    for n in range(2, MAX_SEEDS + 1):
+        if TTestPower().power(effect_size=abs(effect) / sd, nobs=n, alpha=alpha, alternative="larger") >= 0.8:
+            return n
+    return None
+
+
+@pytest.mark.parametrize("effect, sd, alpha", [(0.01, 0.04, 0.05), (-0.03, 0.02, 0.05), (0.02, 0.045, 0.025),
+                                               (0.05, 0.01, 0.05), (0.004, 0.05, 0.05), (1e-4, 0.05, 0.05)])
+def test_seeds_needed_match_brute_force_power(effect, sd, alpha):
+    n = seeds_for_power(effect, sd, alpha)
+    assert n == _brute_force_seeds(effect, sd, alpha)
+    if n is not None and n > 2:  # independently: the noncentral t gives >= 80% at n, less at n - 1
+        power = [stats.nct.sf(stats.t.ppf(1 - alpha, k - 1), k - 1, abs(effect) / sd * np.sqrt(k)) for k in (n - 1, n)]
+        assert power[0] < 0.8 <= power[1]
+
+
+def test_seeds_needed_edge_cases():
+    assert seeds_for_power(0.0, 0.01) is None  # mean exactly at delta: no number of seeds decides it
+    assert seeds_for_power(0.5, 0.01) == 2
+    with pytest.raises(BenchmarkError, match="SD must be positive"):
+        seeds_for_power(0.01, 0.0)
 
 
 def test_seeds_by_tasks_summary():
