@@ -41,6 +41,7 @@ from benchmark.targets import TargetBuilder
 from benchmark.treatments import NO_TREATMENT, TREATMENTS, fit_treatment, treatment_record
 from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
 from models import MODELS, create_model, list_models
+from models.variants import REFERENCE_MODELS
 from protocols.resolve import load_by_domain, resolve_splits
 from protocols.split import Split
 
@@ -178,8 +179,9 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
 @dataclass
 class Sweep:
     """Every (seed, source, model, treatment) job of a protocol, less the (model, source) pairs where the
-    model has no head for the source's task (see :meth:`can_learn`). ``sources`` restricts the splits
-    to some source domains (None: all); ``model_kwargs`` go to every model (e.g. ``pretrained``)."""
+    model has no head for the source's task (see :meth:`can_learn`); the training-free floors run
+    untreated only (a stain treatment cannot change what ignores the image). ``sources`` restricts the splits
+    to some source domains (None: all); ``model_kwargs`` go to every model but the floors (e.g. ``pretrained``)."""
 
     protocol: str
     models: list[str]
@@ -208,19 +210,23 @@ class Sweep:
                 for m in self.models:
                     if not self.can_learn(m, split.task):
                         continue
-                    for t in self.treatments:
+                    for t in [NO_TREATMENT] if m in REFERENCE_MODELS else self.treatments:
                         jobs.append((Job(self.protocol, m, split.source, seed, self.budget, split.hash,
-                                         self.model_kwargs, t), split))
+                                         self.kwargs_for(m), t), split))
         return jobs
 
     def can_learn(self, model: str, task: str) -> bool:
         """Whether ``model`` has a head for what the split's training data teaches: a segment-only
         model has nothing to learn from a classification-only source (PBC), and the reverse."""
         if model not in self._heads:
-            built = create_model(model, num_classes=5, img_size=self.budget.img_size, **self.model_kwargs)
+            built = create_model(model, num_classes=5, img_size=self.budget.img_size, **self.kwargs_for(model))
             self._heads[model] = (built.has_classifier, built.has_segmenter)
         has_classifier, has_segmenter = self._heads[model]
         return {"classification": has_classifier, "segmentation": has_segmenter}.get(task, True)
+
+    def kwargs_for(self, model: str) -> dict:
+        """The sweep's model options, except for the floors, which take none."""
+        return {} if model in REFERENCE_MODELS else self.model_kwargs
 
     def _check_names(self) -> None:
         """Unknown models or treatments fail before anything is loaded or trained (a model option a
