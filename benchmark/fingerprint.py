@@ -1,11 +1,13 @@
-"""Dataset fingerprint saved with every run (nnU-Net-style): class counts per split part and
-per-domain colour and optical-density statistics, so a result can be traced to the data it saw."""
+"""Dataset fingerprint saved with every run (nnU-Net-style): class counts per split part, and
+per-domain colour and optical-density statistics and cell size relative to the crop, so a result
+can be traced to the data it saw."""
 from __future__ import annotations
 
 from collections import Counter
 
 import numpy as np
 
+from benchmark.data.crops import span_summary
 from benchmark.data.sample import CLASSES, Sample
 from protocols.split import Split
 
@@ -37,4 +39,5 @@ def split_fingerprint(split: Split, by_id: dict[str, Sample]) -> dict:
         "class_counts": {k: class_counts([by_id[i] for i in ids]) for k, ids in parts.items()},
         "masks": {k: sum(by_id[i].mask is not None for i in ids) for k, ids in parts.items()},
         "colour": {d: colour_stats(s) for d, s in sorted(domains.items())},
+        "cell_size": {d: span_summary([(x.image, x.mask) for x in s]).to_dict() for d, s in sorted(domains.items())},
     }

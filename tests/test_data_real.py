@@ -2,7 +2,9 @@
 
 The crop, label-rule and folder-layout tests run everywhere on tiny arrays. Tests marked
 ``realdata`` need the dataset mirror: ``WBC_DATA_MIRROR=/work/shared/datasets``; they extract all
-archives once per session into a temporary folder and check counts, labels, masks and crops.
+archives once per session into a temporary folder and check counts, labels, masks and crops, the
+WBC detector against held-out masks and hand-drawn boxes, and the cell size relative to the crop
+per domain.
 """
 from __future__ import annotations
 
@@ -14,15 +16,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from benchmark.data import real
 from benchmark.data.crops import (
     CONTEXT,
+    DETECTOR_VERSION,
     Box,
     border_colour,
+    cell_span,
     crop_square,
     detect_wbc_box,
     grey_to_codes,
+    mask_box,
+    span_summary,
     wbc_components,
 )
 from benchmark.data.sample import CLASSES
@@ -98,6 +105,28 @@ def test_detector_finds_the_whole_cell_not_only_the_nucleus():
 
 def test_detector_returns_none_on_an_empty_smear():
     assert detect_wbc_box(np.full((80, 80, 3), (235, 215, 200), np.uint8)) is None
+
+
+def test_cell_span_from_the_mask_else_from_the_detector():
+    image = _smear_with_cell()
+    yy, xx = np.mgrid[:120, :120]
+    mask = (((yy - 60) ** 2 + (xx - 60) ** 2) < 24**2).astype(np.uint8)
+    assert cell_span(image, mask) == pytest.approx(np.sqrt(mask.sum()) / 120)
+    assert cell_span(image, None) == pytest.approx(cell_span(image, mask), rel=0.1)
+    blank = np.full((80, 80, 3), (235, 215, 200), np.uint8)
+    assert cell_span(blank, None) is None
+    summary = span_summary([(image, mask), (image, None), (blank, None)])
+    assert (summary.n, summary.from_mask, summary.from_detector, summary.undetected) == (2, 1, 1, 1)
+    assert summary.q25 <= summary.median <= summary.q75
+    assert span_summary([(blank, None)]).median is None
+
+
+def test_detector_framed_crops_are_cached_under_the_detector_version():
+    from benchmark.data.datasets import dataset_spec
+
+    assert dataset_spec("pbc").cache_version.endswith(DETECTOR_VERSION)
+    assert dataset_spec("folder").cache_version.endswith(DETECTOR_VERSION)
+    assert DETECTOR_VERSION not in dataset_spec("zheng_d2").cache_version  # mask-framed: unaffected
 
 
 # ---------------------------------------------------------------- BCCD label rule
@@ -307,3 +336,139 @@ def test_registered_loader_goes_through_the_cache(data_root):
     again = load_dataset("zheng_d2", size=24, root=data_root)
     assert [s.id for s in again] == [s.id for s in first]
     assert np.array_equal(again[5].mask, first[5].mask) and again[5].label == first[5].label
+
+
+# ---------------------------------------------------------------- framing: the detector and cell size per domain
+
+PBC_HAND_TUNING = {
+    "eosinophil/EO_112777": (108, 116, 252, 248), "eosinophil/EO_266350": (115, 115, 249, 249),
+    "eosinophil/EO_420434": (143, 129, 261, 248), "eosinophil/EO_556235": (120, 103, 270, 258),
+    "eosinophil/EO_710683": (140, 120, 278, 258), "eosinophil/EO_859700": (118, 111, 255, 250),
+    "lymphocyte/LY_121452": (140, 125, 224, 232), "lymphocyte/LY_283307": (136, 129, 226, 236),
+    "lymphocyte/LY_422181": (111, 122, 250, 232), "lymphocyte/LY_588849": (137, 139, 227, 221),
+    "lymphocyte/LY_731097": (135, 136, 228, 225), "lymphocyte/LY_869931": (122, 123, 242, 239),
+    "monocyte/MO_119666": (50, 38, 315, 300), "monocyte/MO_262114": (84, 118, 270, 250),
+    "monocyte/MO_412422": (89, 102, 278, 262), "monocyte/MO_56427": (116, 109, 248, 250),
+    "monocyte/MO_721472": (88, 89, 278, 274), "monocyte/MO_865229": (114, 115, 248, 249),
+    "neutrophil/BNE_148682": (118, 115, 245, 245), "neutrophil/BNE_435236": (104, 106, 262, 258),
+    "neutrophil/BNE_761456": (116, 110, 272, 252), "neutrophil/SNE_140717": (116, 108, 278, 250),
+    "neutrophil/SNE_438105": (108, 105, 260, 252), "neutrophil/SNE_764185": (120, 106, 284, 255),
+    "basophil/BA_136062": (124, 122, 242, 236), "basophil/BA_434728": (111, 114, 252, 249),
+    "basophil/BA_580588": (115, 120, 261, 243), "basophil/BA_73594": (106, 112, 256, 249),
+    "basophil/BA_881862": (118, 110, 245, 250),
+}
+"""Whole-cell boxes (y0, x0, y1, x1) read by eye off a 10 px grid at 2x zoom, at the visible membrane
+edge, on PBC records 5, 72, 139, ... (every 67th from the 5th, sorted inventory order, minus
+multiples of 40): used to tune the detector."""
+
+PBC_HAND_HELD_OUT = {
+    "eosinophil/EO_195559": (134, 111, 272, 250), "eosinophil/EO_417637": (118, 115, 246, 248),
+    "eosinophil/EO_631978": (118, 111, 246, 249), "eosinophil/EO_854423": (125, 116, 239, 248),
+    "lymphocyte/LY_188800": (120, 122, 245, 238), "lymphocyte/LY_418188": (118, 123, 246, 238),
+    "lymphocyte/LY_653768": (122, 122, 239, 235), "lymphocyte/LY_86171": (131, 129, 231, 232),
+    "monocyte/MO_183392": (85, 98, 281, 265), "monocyte/MO_400472": (101, 101, 261, 260),
+    "monocyte/MO_634461": (55, 100, 290, 265), "monocyte/MO_853918": (92, 98, 270, 264),
+    "neutrophil/BNE_275340": (108, 114, 255, 248), "neutrophil/BNE_723261": (95, 82, 274, 272),
+    "neutrophil/SNE_247632": (112, 109, 260, 250), "neutrophil/SNE_722650": (102, 102, 262, 255),
+    "basophil/BA_199179": (128, 111, 259, 250), "basophil/BA_413822": (118, 130, 248, 259),
+    "basophil/BA_633824": (121, 118, 241, 245), "basophil/BA_858886": (118, 116, 256, 241),
+}
+"""The same rule on PBC records 38, 138, ..., 1938, drawn after the detector was fixed: held out."""
+
+ZHENG_D2_HAND = {
+    "001": (78, 70, 222, 223), "013": (72, 78, 230, 218), "025": (75, 80, 228, 220), "037": (57, 59, 248, 243),
+    "049": (55, 4, 280, 282), "061": (91, 66, 202, 235), "073": (70, 76, 230, 235), "085": (60, 50, 260, 252),
+    "097": (78, 52, 265, 238),
+}
+"""The same rule on nine odd Zheng D2 images: how the hand boxes relate to mask boxes (the masks take
+in the blurred edge), so PBC ratios can be read in the masks' convention."""
+
+D2_AT_PBC_SCALE = 100
+"""Detector work side for Zheng D2 (300 px, step 3): its cells (median 171 px) then span about as
+many working pixels as PBC's (~130 px at step 2)."""
+
+
+def _zheng_with_mask_boxes(root: Path, which: int) -> dict[str, tuple[np.ndarray, Box]]:
+    """Image number ("001") -> (image, box of its mask's WBC pixels)."""
+    out = {}
+    for rec in real.zheng_inventory(root, which).records:
+        image = real.read_rgb(rec.image)
+        out[rec.id[-3:]] = (image, mask_box(real.read_mask_codes(rec.mask, image.shape, rec.image) > 0))
+    return out
+
+
+def _agreement(pairs: list[tuple[Box | None, Box]]) -> dict[str, float]:
+    """Box IoU and longer-side ratio (detected / truth): 5th, 25th, 50th, 75th, 95th percentiles;
+    a missed cell counts as IoU 0 and is left out of the ratio."""
+    ious = [real._iou(found, truth) if found else 0.0 for found, truth in pairs]
+    ratios = [found.longer_side / truth.longer_side for found, truth in pairs if found]
+    pct = (5, 25, 50, 75, 95)
+    return {"n": len(pairs), **{f"iou_p{p}": float(v) for p, v in zip(pct, np.percentile(ious, pct))},
+            **{f"ratio_p{p}": float(v) for p, v in zip(pct, np.percentile(ratios, pct))}}
+
+
+def _line(name: str, a: dict[str, float]) -> str:
+    return (f"{name:<42} n={a['n']:<4} IoU median {a['iou_p50']:.3f} (IQR {a['iou_p25']:.3f}-{a['iou_p75']:.3f}, "
+            f"p5 {a['iou_p5']:.3f}); side ratio median {a['ratio_p50']:.3f} (IQR {a['ratio_p25']:.3f}-"
+            f"{a['ratio_p75']:.3f}, p5-p95 {a['ratio_p5']:.3f}-{a['ratio_p95']:.3f})")
+
+
+@pytest.mark.realdata
+@needs_mirror
+def test_detector_validation(data_root):
+    """The detector's box against mask boxes and hand boxes; prints the figures quoted in
+    :mod:`benchmark.data.crops` (``pytest tests/test_data_real.py -q -s -k detector_validation``)."""
+    d1, d2 = _zheng_with_mask_boxes(data_root, 1), _zheng_with_mask_boxes(data_root, 2)
+    pbc = {r.id.removeprefix("pbc/"): r.image for r in real.pbc_inventory(data_root).records}
+    bccd: list[tuple[np.ndarray, Box]] = []
+
+    def centred_window(image_path: Path, codes: np.ndarray, records: list) -> None:
+        """A CellaVision-like field: the cell centred in a window 2.5x its side; truth = its component."""
+        image = real.read_rgb(image_path)
+        for rec in records:
+            side = int(2.5 * rec.box.longer_side)
+            window, window_mask = crop_square(image, codes, rec.box, side, context=2.5)
+            components, _ = ndimage.label(window_mask > 0)
+            bccd.append((window, mask_box(components == components[side // 2, side // 2])))
+
+    def on_hand_boxes(boxes: dict[str, tuple[int, int, int, int]]) -> list[tuple[Box | None, Box]]:
+        return [(detect_wbc_box(real.read_rgb(pbc[k])), Box(*b)) for k, b in boxes.items()]
+
+    def on_d2(parity: int, work_side: int) -> list[tuple[Box | None, Box]]:
+        return [(detect_wbc_box(image, work_side), box) for k, (image, box) in d2.items() if int(k) % 2 == parity]
+
+    real.bccd_inventory(data_root, on_image=centred_window, cross_check=False)
+    rows = {
+        "zheng_d2 even ids (tuning), PBC scale": on_d2(0, D2_AT_PBC_SCALE),
+        "zheng_d2 odd ids (held out), PBC scale": on_d2(1, D2_AT_PBC_SCALE),
+        "zheng_d2 odd ids (held out), full res": on_d2(1, 300),
+        "pbc hand boxes (tuning)": on_hand_boxes(PBC_HAND_TUNING),
+        "pbc hand boxes (held out)": on_hand_boxes(PBC_HAND_HELD_OUT),
+        "zheng_d1 (rapid stain), all": [(detect_wbc_box(i), b) for i, b in d1.values()],
+        "bccd, 2.5x windows, all": [(detect_wbc_box(i), b) for i, b in bccd],
+    }
+    figures = {name: _agreement(pairs) for name, pairs in rows.items()}
+    hand_vs_mask = float(np.median([Box(*b).longer_side / d2[k][1].longer_side for k, b in ZHENG_D2_HAND.items()]))
+    print(f"\ndetector {DETECTOR_VERSION}; hand boxes vs Zheng D2 mask boxes: median side ratio {hand_vs_mask:.3f}")
+    print("\n".join(_line(name, a) for name, a in figures.items()))
+
+    for name in ("zheng_d2 odd ids (held out), PBC scale", "pbc hand boxes (held out)"):
+        held_out = figures[name]
+        assert held_out["iou_p50"] >= 0.9 and held_out["iou_p25"] >= 0.8, name
+    assert 0.95 <= figures["zheng_d2 odd ids (held out), PBC scale"]["ratio_p50"] <= 1.05
+    # in the masks' convention (hand boxes are tighter by hand_vs_mask) PBC's boxes match within 5%
+    assert 0.95 <= figures["pbc hand boxes (held out)"]["ratio_p50"] * hand_vs_mask <= 1.05
+    # eosinophils and pale neutrophils: the rule before this one boxed one nuclear lobe (p5 IoU 0.61)
+    assert figures["pbc hand boxes (held out)"]["iou_p5"] >= 0.75
+
+
+@pytest.mark.realdata
+@needs_mirror
+def test_every_domains_median_cell_span_is_within_10_percent_of_the_others(data_root):
+    """The README's promise (the cell spans the same share of the crop in every domain) as measured:
+    sqrt(WBC pixels) / crop side, from the masks or, for PBC, the detector."""
+    from benchmark.data.datasets import load_dataset
+
+    medians = {name: span_summary([(s.image, s.mask) for s in load_dataset(name, size=64, root=data_root)]).median
+               for name in ("zheng_d1", "zheng_d2", "bccd", "pbc")}
+    assert max(medians.values()) <= 1.1 * min(medians.values()), medians

@@ -19,6 +19,9 @@ there. ``<root>/<archive>/.done`` present means nothing to do.
 GitHub archives put everything under ``<repo>-<commit>/``; that folder and the manifest's
 ``anchor`` (the sub-folder holding the data) are stripped, so the extracted layout is the same
 whichever source was used (see :mod:`benchmark.data.real` for the layout).
+
+The report ends each dataset with the cell size relative to the crop (:func:`framing_spans`), which
+decodes its 64 px crops once into the crop cache: the check that every domain is framed alike.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from typing import Callable, TextIO
 
 from PIL import Image, UnidentifiedImageError
 
+from benchmark.data.crops import SpanSummary, span_summary
 from benchmark.data.real import (
     BCCD_MASKS_DIR,
     BCCD_VOC_DIR,
@@ -416,8 +420,22 @@ def _archive_lines(s: ArchiveStatus) -> list[str]:
     return lines
 
 
-def print_report(reports: list[DatasetReport], out: TextIO | None = None) -> None:
-    """Per dataset: archives, files verified, images, masks, samples, class counts, skips."""
+FRAMING_SIZE = 64
+"""Crop size at which the data summary measures cell size relative to the crop (the cpu budget's)."""
+
+
+def framing_spans(names: list[str], root: Path, size: int = FRAMING_SIZE) -> dict[str, SpanSummary]:
+    """Cell size relative to the crop per dataset, over its cached ``size`` px crops (built if absent)."""
+    from benchmark.data.datasets import load_dataset
+
+    return {name: span_summary([(s.image, s.mask) for s in load_dataset(name, size=size, root=root)]) for name in names}
+
+
+def print_report(
+    reports: list[DatasetReport], out: TextIO | None = None, spans: dict[str, SpanSummary] | None = None
+) -> None:
+    """Per dataset: archives, files verified, images, masks, samples, class counts, skips, and the
+    cell size relative to the crop where ``spans`` has it."""
     out = out or sys.stdout
     for r in reports:
         inv = r.inventory
@@ -436,6 +454,9 @@ def print_report(reports: list[DatasetReport], out: TextIO | None = None) -> Non
             print(f"    {n}: {reason}", file=out)
         for note in inv.notes:
             print(f"  note: {note}", file=out)
+        if spans and r.name in spans:
+            print(f"  cell size / crop side (sqrt of WBC pixels, {FRAMING_SIZE} px crops): {spans[r.name].line()}",
+                  file=out)
 
 
 def main_data(argv: list[str] | None = None) -> int:
@@ -463,9 +484,10 @@ def main_data(argv: list[str] | None = None) -> int:
         names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else None
         root = args.root or data_dir()
         reports = fetch_all(root, names, mirror=args.mirror)
+        spans = framing_spans([r.name for r in reports], Path(root))
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print_report(reports)
+    print_report(reports, spans=spans)
     print(f"data root {Path(root).resolve()}; done in {time.perf_counter() - start:.1f} s")
     return 0

@@ -53,6 +53,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from benchmark.data.crops import (
+    DETECTOR_VERSION,
     MIN_COMPONENT_PX,
     Box,
     centre_fallback_box,
@@ -75,6 +76,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VOC_MATCH_IOU = 0.3
 CACHE_VERSION = "v1"
 """Bump when the crop rule, thresholds or label rules change: load_dataset caches by it."""
+DETECTED_CACHE_VERSION = f"{CACHE_VERSION}-{DETECTOR_VERSION}"
+"""Cache key of the datasets framed by the detector: a new detector rule never reuses old crops."""
 
 
 @dataclass(frozen=True)
@@ -459,7 +462,7 @@ def _detected_box(image: np.ndarray) -> tuple[Box, str]:
 
 
 @register_dataset(
-    "pbc", domains=("pbc",), fetched=True, cache_version=CACHE_VERSION,
+    "pbc", domains=("pbc",), fetched=True, cache_version=DETECTED_CACHE_VERSION,
     description="PBC (Acevedo 2020) subset, CellaVision MGG, 5 classes, classification only (no masks)",
 )
 def load_pbc(root: Path, size: int) -> list[Sample]:
@@ -535,7 +538,7 @@ def load_folder(path: Path, size: int, domain: str) -> list[Sample]:
 
 
 @register_dataset(
-    "folder", domains=("folder",), fetched=False, cache_version=CACHE_VERSION,
+    "folder", domains=("folder",), fetched=False, cache_version=DETECTED_CACHE_VERSION,
     description="user-held data (LISC, ALL-IDB, Raabin, ...) in the documented folder layout at $WBC_FOLDER_DATASET",
 )
 def load_folder_dataset(root: Path, size: int) -> list[Sample]:
