@@ -11,13 +11,16 @@ Conventions (the tables rely on them):
   ``zero_division=0``): never predicting a present class is a real failure.
 - Segmentation scores are means of per-image scores (each cell image weighs the same,
   whatever the size of its cell). An image whose predicted and true masks are both empty
-  scores IoU = Dice = 1 (nothing to find, nothing found).
+  scores IoU = Dice = Boundary IoU = 1 and HD95 = 0 (nothing to find, nothing found).
+- Every metric is higher-is-better except those in :data:`LOWER_IS_BETTER` (``ece``, ``hd95``):
+  code that ranks or picks a worst value must look there.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from benchmark.data.sample import CLASSES, MASK_NUCLEUS
@@ -30,11 +33,24 @@ CLASSIFICATION_METRICS: tuple[str, ...] = (
     "recall_macro",
     "macro_f1",
     "auc_macro_ovr",
+    "ece",
 )
-"""Scalar classification metrics, all higher-is-better; ``per_class`` comes beside them."""
+"""Scalar classification metrics; ``per_class`` comes beside them."""
 
-SEGMENTATION_METRICS: tuple[str, ...] = ("iou", "dice", "pixel_accuracy", "nucleus_iou")
-"""Scalar segmentation metrics, all higher-is-better."""
+SEGMENTATION_METRICS: tuple[str, ...] = ("iou", "dice", "pixel_accuracy", "nucleus_iou", "boundary_iou", "hd95")
+"""Scalar segmentation metrics; ``hd95`` is in pixels, the others are fractions."""
+
+LOWER_IS_BETTER: frozenset[str] = frozenset({"ece", "hd95"})
+"""The metrics where a smaller value is better (calibration error, boundary distance)."""
+
+ECE_BINS = 15
+"""Equal-width confidence bins of the expected calibration error (Guo et al. 2017 use 15)."""
+
+BOUNDARY_DILATION_RATIO = 0.02
+"""Boundary IoU band width as a fraction of the image diagonal (Cheng et al. 2021's default)."""
+
+HD_PERCENTILE = 95.0
+"""The percentile of the boundary distances that HD95 reports (robust to a few stray pixels)."""
 
 NO_LABEL = -1
 """``y_true`` value of a sample without a class label (matches the batch contract)."""
@@ -44,6 +60,19 @@ def _empty_classification(class_names: tuple[str, ...] | list[str]) -> dict:
     out: dict = {name: None for name in CLASSIFICATION_METRICS}
     out["per_class"] = {c: {"f1": None, "support": 0} for c in class_names}
     return out
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE (Guo et al. 2017) of labelled samples: the confidence (max probability) is
+    binned into ``bins`` equal-width bins ((b-1)/bins, b/bins], and ECE = sum over bins of
+    (bin share) x |accuracy - mean confidence| in the bin. 0 is perfectly calibrated; lower is
+    better. A classifier that always answers with the training prior is calibrated exactly when
+    the test set's majority share equals the prior's largest probability."""
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y).astype(np.float64)
+    idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    gap = np.bincount(idx, weights=correct, minlength=bins) - np.bincount(idx, weights=conf, minlength=bins)
+    return float(np.abs(gap).sum() / len(y))
 
 
 def classification_metrics(
@@ -57,7 +86,8 @@ def classification_metrics(
     ``recall_macro``; both are kept because reports name both. AUC is the unweighted mean of
     one-vs-rest binary AUCs of the raw class scores over classes with support (sklearn's
     ``multi_class="ovr", average="macro"`` when all classes are present); None with fewer
-    than two classes present, because a one-vs-rest split then has no negatives.
+    than two classes present, because a one-vs-rest split then has no negatives; constant
+    scores (a model that ignores the image) give 0.5. ``ece``: :func:`expected_calibration_error`.
     """
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=np.float64)
@@ -95,6 +125,7 @@ def classification_metrics(
         "recall_macro": recall,
         "macro_f1": float(np.mean(f1_present)),
         "auc_macro_ovr": auc,
+        "ece": expected_calibration_error(y, p),
         "per_class": {
             name: {"f1": f1_of.get(i), "support": int(support[i])} for i, name in enumerate(class_names)
         },
@@ -123,14 +154,64 @@ def _per_image_iou(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
+def _boundary_band(masks: np.ndarray) -> np.ndarray:
+    """Boundary IoU's band of boolean (N, H, W) masks: the mask pixels within d of its contour,
+    d = round(0.02 x image diagonal), at least 1 px. As in the authors' ``mask_to_boundary``: the
+    mask minus its erosion by d iterations of the 3x3 square, outside the image counting as
+    background (so the image edge is contour)."""
+    h, w = masks.shape[1:]
+    d = max(1, int(round(BOUNDARY_DILATION_RATIO * float(np.hypot(h, w)))))
+    square = np.zeros((3, 3, 3), bool)
+    square[1] = True  # 3x3 within each image, never across images
+    return masks & ~ndimage.binary_erosion(masks, structure=square, iterations=d, border_value=0)
+
+
+def boundary_iou(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per-image Boundary IoU (Cheng et al. 2021) of boolean (N, H, W) masks: the IoU of the two
+    boundary bands (:func:`_boundary_band`). Unlike mask IoU it does not grow with the object's
+    interior, so a large centred cell cannot hide a wrong outline. Both empty -> 1."""
+    return _per_image_iou(_boundary_band(p), _boundary_band(t))
+
+
+def _contour(mask: np.ndarray) -> np.ndarray:
+    """Pixels of a boolean (H, W) mask 4-adjacent to background or to the image edge."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def hd95(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per-image 95th-percentile symmetric Hausdorff distance in pixels of boolean (N, H, W) masks.
+
+    Per direction, the 95th percentile (numpy's linear interpolation) of the Euclidean distances
+    from each contour pixel of one mask to the nearest contour pixel of the other; the larger of
+    the two directions (MONAI's ``compute_hausdorff_distance(percentile=95)`` convention).
+    Empty masks, where no distance exists: both empty -> 0 (nothing to find, nothing found, as
+    IoU = 1); one empty -> the image diagonal, the largest distance the image allows (a documented
+    cap rather than None: dropping those images would reward a model for missing cells).
+    Implemented with scipy's exact Euclidean distance transform: MONAI and medpy compute the same
+    thing but would add a large dependency for one function.
+    """
+    cap = float(np.hypot(*p.shape[1:]))
+    out = np.empty(len(p))
+    for i, (a, b) in enumerate(zip(p, t)):
+        if not a.any() or not b.any():
+            out[i] = 0.0 if a.any() == b.any() else cap
+            continue
+        ca, cb = _contour(a), _contour(b)
+        a_to_b = ndimage.distance_transform_edt(~cb)[ca]
+        b_to_a = ndimage.distance_transform_edt(~ca)[cb]
+        out[i] = max(np.percentile(a_to_b, HD_PERCENTILE), np.percentile(b_to_a, HD_PERCENTILE))
+    return out
+
+
 def segmentation_metrics(pred: np.ndarray, true: np.ndarray, score_nucleus: bool = True) -> dict:
     """Mean per-image scores of label maps ``pred`` vs ``true``, both (N, H, W) in {0, 1, 2}.
 
-    ``iou``, ``dice`` and ``pixel_accuracy`` use the binary WBC mask (label > 0, nucleus +
+    ``iou``, ``dice``, ``pixel_accuracy``, ``boundary_iou`` (:func:`boundary_iou`) and ``hd95``
+    (:func:`hd95`, pixels, lower is better) use the binary WBC mask (label > 0, nucleus +
     cytoplasm), which every segmenter predicts; ``nucleus_iou`` uses label == 2 and is None
     when ``score_nucleus`` is False (a model without a nucleus output would otherwise score
-    0 for a part it does not claim to predict). Both masks empty -> IoU = Dice = 1.
-    No image -> every metric None.
+    0 for a part it does not claim to predict). Both masks empty -> IoU = Dice = Boundary IoU
+    = 1, HD95 = 0. No image -> every metric None.
     """
     pred, true = np.asarray(pred), np.asarray(true)
     _check_label_maps(pred, true)
@@ -148,6 +229,8 @@ def segmentation_metrics(pred: np.ndarray, true: np.ndarray, score_nucleus: bool
         "dice": float(dice.mean()),
         "pixel_accuracy": float((p == t).mean(axis=(1, 2)).mean()),
         "nucleus_iou": nucleus,
+        "boundary_iou": float(boundary_iou(p, t).mean()),
+        "hd95": float(hd95(p, t).mean()),
     }
 
 
@@ -220,10 +303,10 @@ def evaluate_by_domain(preds: Predictions, class_names: tuple[str, ...] | list[s
 
     Returns ``{"overall": m, "per_domain": {domain: m}, "worst_domain": {metric: {"domain": d,
     "value": v} or None}}`` where ``m`` holds :data:`CLASSIFICATION_METRICS`,
-    :data:`SEGMENTATION_METRICS`, ``per_class`` and ``n`` (samples). All metrics are
-    higher-is-better, so the worst domain is the one with the lowest value; domains where the
-    metric is None are skipped (None if no domain has it); ties go to the first domain name
-    in sorted order, for determinism.
+    :data:`SEGMENTATION_METRICS`, ``per_class`` and ``n`` (samples). The worst domain is the
+    one with the lowest value, or the highest for a metric in :data:`LOWER_IS_BETTER`; domains
+    where the metric is None are skipped (None if no domain has it); ties go to the first domain
+    name in sorted order, for determinism.
     """
     if len(preds.domain) == 0:
         raise BenchmarkError("evaluate_by_domain: no predictions to evaluate (0 samples)")
@@ -231,8 +314,9 @@ def evaluate_by_domain(preds: Predictions, class_names: tuple[str, ...] | list[s
     per_domain = {d: _score(preds.subset(domains == d), class_names) for d in sorted(set(domains.tolist()))}
     worst: dict = {}
     for metric in CLASSIFICATION_METRICS + SEGMENTATION_METRICS:
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         scored = [(m[metric], d) for d, m in per_domain.items() if m[metric] is not None]
-        value, domain = min(scored, key=lambda vd: vd[0]) if scored else (None, None)
+        value, domain = min(scored, key=lambda vd: sign * vd[0]) if scored else (None, None)
         worst[metric] = None if domain is None else {"domain": domain, "value": value}
     return {"overall": _score(preds, class_names), "per_domain": per_domain, "worst_domain": worst}
 

@@ -24,18 +24,26 @@ import numpy as np
 import pandas as pd
 
 from benchmark.atomic import write_text
+from benchmark.metrics import LOWER_IS_BETTER
 from benchmark.summary import IN_DOMAIN, NO_TREATMENT, canonical
-from models.variants import SG_CLDFF_VARIANTS
+from models.variants import REFERENCE_MODELS, SG_CLDFF_VARIANTS
 
 NO_DATA = "—"
 NOT_APPLICABLE = "n/a"
 
 FULL_MODEL = SG_CLDFF_VARIANTS[0]
 
+IOU_FLOOR = "constant_mask"
+"""The floor (one of ``REFERENCE_MODELS``) every segmenter's IoU gain is measured against."""
+PAIR_KEYS: list[str] = ["seed", "source", "target"]
+"""What a model and the floor must share for their scores to be paired."""
+
 MAIN_METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "Acc."), ("macro_f1", "Macro-F1"), ("auc_macro_ovr", "AUC"), ("iou", "IoU"),
 )
-PER_DOMAIN_METRICS: tuple[tuple[str, str], ...] = (("iou", "IoU"), ("macro_f1", "macro-F1"))
+PER_DOMAIN_METRICS: tuple[tuple[str, str], ...] = (
+    ("iou", "IoU"), ("boundary_iou", "Boundary IoU"), ("macro_f1", "macro-F1"),
+)
 
 VALUE_NOTE = (
     "Values in percent (metric x 100, one decimal; differences in points); — no result; "
@@ -97,6 +105,18 @@ def paired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, metric: str) -
     if a.isna().all() or b.isna().all():
         return Cell("na")
     diff = (a - b).dropna()
+    return cell_from_seeds(diff, signed=True) if not diff.empty else Cell("missing")
+
+
+def gain_over_floor(rows: pd.DataFrame, floor: pd.DataFrame, metric: str) -> Cell:
+    """Per-seed mean of ``rows`` minus ``floor`` paired on seed, source and target, so both sides
+    average the same targets; "na" when the model lacks the metric, "missing" when no pair exists."""
+    if rows.empty:
+        return Cell("missing")
+    if rows[metric].isna().all():
+        return Cell("na")
+    pairs = rows[PAIR_KEYS + [metric]].merge(floor[PAIR_KEYS + [metric]], on=PAIR_KEYS, suffixes=("", "_floor"))
+    diff = (pairs[metric] - pairs[f"{metric}_floor"]).groupby(pairs["seed"]).mean().dropna()
     return cell_from_seeds(diff, signed=True) if not diff.empty else Cell("missing")
 
 
@@ -175,9 +195,11 @@ def render_latex(tables: list[Table]) -> str:
 # ---- ordering -------------------------------------------------------------------------------
 
 def model_sort_key(model: str, treatment: str) -> tuple:
-    """SG-CLDFF variants first in their paper order, then the others by name; untreated first."""
+    """SG-CLDFF variants first in their paper order, then the others by name; untreated first;
+    the floors (``REFERENCE_MODELS``) last, in their listed order, as the reference rows."""
     rank = SG_CLDFF_VARIANTS.index(model) if model in SG_CLDFF_VARIANTS else len(SG_CLDFF_VARIANTS)
-    return (treatment != NO_TREATMENT, treatment, rank, model)
+    floor = REFERENCE_MODELS.index(model) if model in REFERENCE_MODELS else -1
+    return (floor, treatment != NO_TREATMENT, treatment, rank, model)
 
 
 def ordered_displays(df: pd.DataFrame) -> list[str]:
@@ -220,21 +242,31 @@ def _label(kind: str, protocol: str, budget: str) -> str:
 # ---- the tables -----------------------------------------------------------------------------
 
 def main_comparison(df: pd.DataFrame) -> list[Table]:
-    """Paper Table 2: accuracy, macro-F1, AUC, IoU in-domain and averaged over shifted targets."""
+    """Paper Table 2: accuracy, macro-F1, AUC, IoU in-domain and averaged over shifted targets, and
+    each model's IoU gain over the constant-mask floor (:data:`IOU_FLOOR`) on the same targets."""
     tables = []
     for protocol, budget, g in groups(df):
         has_shift = bool(g["shifted"].any())
         conditions = [("in-domain", ~g["shifted"])] + ([("shifted", g["shifted"])] if has_shift else [])
-        header = ["Model"] + [f"{name} ({cond})" for cond, _ in conditions for _, name in MAIN_METRICS]
+        header = ["Model"] + [h for cond, _ in conditions
+                              for h in [*(f"{name} ({cond})" for _, name in MAIN_METRICS), f"ΔIoU vs floor ({cond})"]]
+        floor = (g["model"] == IOU_FLOOR) & (g["treatment"] == NO_TREATMENT)
         rows = []
         for display in ordered_displays(g):
             mine = g["display"] == display
-            rows.append([display] + [cell_of(g[mine & mask], m) for _, mask in conditions for m, _ in MAIN_METRICS])
+            cells: list[str | Cell] = [display]
+            for _, mask in conditions:
+                cells += [cell_of(g[mine & mask], m) for m, _ in MAIN_METRICS]
+                cells.append("ref" if display == IOU_FLOOR else gain_over_floor(g[mine & mask], g[floor & mask], "iou"))
+            rows.append(cells)
         how = ("Shifted = mean over all shifted targets (every target but in_domain) within a seed."
                if has_shift else "This protocol has no shifted targets.")
         n_src = g["source"].nunique()
         if n_src > 1:
             how += f" Each seed's value averages the {n_src} sources."
+        how += (f" ΔIoU vs floor = IoU minus that of {IOU_FLOOR} (the mean training mask, image ignored) on the "
+                "same seed, source and target, averaged within a seed"
+                + ("" if floor.any() else f"; — throughout: {IOU_FLOOR} is not in these results") + ".")
         tables.append(finish(f"Main comparison. {_group_title(protocol, budget, g)} {how}",
                              _label("main", protocol, budget), header, rows, 1))
     return tables
@@ -281,7 +313,9 @@ def _source_rows(g: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def per_domain(df: pd.DataFrame, metric: str, name: str) -> list[Table]:
-    """Score on every target (domain) and the worst one, per model and source."""
+    """Score on every target (domain) and the worst one, per model and source; the worst is the
+    highest mean for a metric in :data:`~benchmark.metrics.LOWER_IS_BETTER`."""
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     tables = []
     for protocol, budget, g in groups(df):
         targets = ordered_targets(g)
@@ -289,15 +323,15 @@ def per_domain(df: pd.DataFrame, metric: str, name: str) -> list[Table]:
         for display, source in _source_rows(g):
             mine = g[(g["display"] == display) & (g["source"] == source)]
             cells = [cell_of(mine[mine["target"] == t], metric) for t in targets]
-            scored = [(c.mean, t) for c, t in zip(cells, targets) if c.state == "ok"]
+            scored = [(sign * c.mean, t, c.mean) for c, t in zip(cells, targets) if c.state == "ok"]
             if scored:
-                value, worst = min(scored)
+                _, worst, value = min(scored)
                 worst_text = f"{worst} ({_pct(value, False)})"
             else:
                 worst_text = NOT_APPLICABLE if any(c.state == "na" for c in cells) else NO_DATA
             rows.append([display, source, *cells, worst_text])
         caption = (f"{name} per target domain. {_group_title(protocol, budget, g)} Worst = target with the "
-                   "lowest mean (its mean in brackets).")
+                   f"{'highest' if sign < 0 else 'lowest'} mean (its mean in brackets).")
         tables.append(finish(caption, _label(f"per-domain-{metric}", protocol, budget),
                              ["Model", "Source", *targets, "Worst"], rows, 2))
     return tables

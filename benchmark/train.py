@@ -23,7 +23,7 @@ from benchmark.batches import ArraySet, ImageAugment, eval_batches, paper_augmen
 from benchmark.budgets import Budget
 from benchmark.data.sample import CLASSES
 from benchmark.errors import BenchmarkError
-from benchmark.metrics import classification_metrics, segmentation_metrics
+from benchmark.metrics import SEGMENTATION_METRICS, classification_metrics, segmentation_metrics
 from models.base import WBCModel
 
 MAX_CLASS_WEIGHT = 10.0
@@ -126,7 +126,7 @@ def score_predictions(pred: SetPredictions, task: str) -> dict:
         v = pred.mask_valid
         out.update(segmentation_metrics(pred.pred_masks[v], pred.true_masks[v], score_nucleus=pred.has_nucleus))
     else:
-        out.update({k: None for k in ("iou", "dice", "pixel_accuracy", "nucleus_iou")})
+        out.update({k: None for k in SEGMENTATION_METRICS})
     return out
 
 
@@ -145,7 +145,9 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     model.to(device).to(memory_format=torch.channels_last)
     model.set_class_weights(class_weights(train_set.labels).to(device))
     if not any(p.requires_grad for p in model.parameters()):
-        # a training-free model (the classical segmenter): nothing to fit, validation scored once
+        # a training-free model (the classical segmenter, the floors): at most statistics of the
+        # training split to fit, then validation scored once
+        model.after_training(train_set.images, train_set.labels, seed, device, train_set.masks, train_set.mask_valid)
         val = score_predictions(predict(model, val_set, device), task)
         return TrainResult(copy.deepcopy(model.state_dict()), 0, val, [], 0.0, 0)
     opt = torch.optim.Adam(model.parameters(), lr=budget.lr)
@@ -189,5 +191,5 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     if best[2] is None:
         raise BenchmarkError(f"{desc}: validation never gave a finite score; no result is written")
     model.load_state_dict(best[2])
-    model.after_training(train_set.images, train_set.labels, seed, device)
+    model.after_training(train_set.images, train_set.labels, seed, device, train_set.masks, train_set.mask_valid)
     return TrainResult(best[2], best[1], best[3], history, time.perf_counter() - t0, seen)

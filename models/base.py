@@ -49,8 +49,12 @@ class WBCModel(nn.Module):
         """Class weights from the training split (inverse frequency); called by the engine."""
         self.register_buffer("class_weights", weights.float(), persistent=False)
 
-    def after_training(self, images: np.ndarray, labels: np.ndarray, seed: int, device: torch.device) -> None:
-        """Called once by the engine after the best epoch's weights are restored, with the training
-        images (N, H, W, 3) uint8, as preprocessed by the job's stain treatment but not augmented, and
-        their labels (-1 = none). For models with a second, gradient-free stage (XIncept-ALL fits
-        XGBoost on its learned features); the default does nothing."""
+    def after_training(self, images: np.ndarray, labels: np.ndarray, seed: int, device: torch.device,
+                       masks: np.ndarray | None = None, mask_valid: np.ndarray | None = None) -> None:
+        """Called once by the engine with the training split: the images (N, H, W, 3) uint8, as
+        preprocessed by the job's stain treatment but not augmented, their labels (-1 = none), masks
+        (N, H, W) uint8 and mask_valid (N,) bool. A trainable model gets it after the best epoch's
+        weights are restored, for a second, gradient-free stage (XIncept-ALL fits XGBoost on its
+        learned features); a model without trainable parameters gets it before validation is scored,
+        in place of training (the floors of ``models.floors`` fit their statistics here). The default
+        does nothing."""

@@ -117,7 +117,8 @@ class XInceptAll(_ClassifierBase):
                 out.append(self.features(x).float().cpu().numpy())
         return np.concatenate(out)
 
-    def after_training(self, images: np.ndarray, labels: np.ndarray, seed: int, device: torch.device) -> None:
+    def after_training(self, images: np.ndarray, labels: np.ndarray, seed: int, device: torch.device,
+                       masks: np.ndarray | None = None, mask_valid: np.ndarray | None = None) -> None:
         """Fit XGBoost on the fused features of the labelled training images (see class docstring)."""
         from xgboost import XGBClassifier  # imported here: ~1 s that listing models should not pay
 

@@ -11,7 +11,9 @@ MODELS: Registry[Callable[..., Any]] = Registry("model")
 register_model = MODELS.register
 
 # modules whose import registers models; imported lazily so `import models` stays cheap
-_MODEL_MODULES = ("models.sg_cldff", "models.baselines_seg", "models.baselines_cls", "models.baselines_xincept")
+_MODEL_MODULES = (
+    "models.sg_cldff", "models.baselines_seg", "models.baselines_cls", "models.baselines_xincept", "models.floors",
+)
 
 
 def _load_all() -> None:

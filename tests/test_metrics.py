@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
@@ -11,10 +12,15 @@ from benchmark.data.sample import CLASSES
 from benchmark.errors import BenchmarkError
 from benchmark.metrics import (
     CLASSIFICATION_METRICS,
+    LOWER_IS_BETTER,
     SEGMENTATION_METRICS,
     Predictions,
+    _boundary_band,
+    boundary_iou,
     classification_metrics,
     evaluate_by_domain,
+    expected_calibration_error,
+    hd95,
     mask_to_rle,
     rle_to_mask,
     segmentation_metrics,
@@ -51,6 +57,9 @@ def test_classification_hand_worked():
     # class 0: positives {.6, .3} vs negatives {.2, .1, .5}: 5 of 6 pairs ordered -> 5/6
     # class 1: positives {.7, .8} vs {.3, .5, .2}: 6/6; class 2: {.3} vs {.1, .2, .1, .1}: 4/4
     assert m["auc_macro_ovr"] == pytest.approx((5 / 6 + 1 + 1) / 3)
+    # ECE, 15 bins: confidences .6 (right), .5 (wrong), .7 (right), .8 (right), .5 (wrong); the two
+    # .5 share a bin (accuracy 0) -> (|1 - .6| + 2 |0 - .5| + |1 - .7| + |1 - .8|) / 5 = 1.9 / 5
+    assert m["ece"] == pytest.approx(0.38)
     assert m["per_class"] == {
         "neutrophil": {"f1": pytest.approx(0.5), "support": 2},
         "lymphocyte": {"f1": pytest.approx(0.8), "support": 2},
@@ -97,6 +106,21 @@ def test_classification_not_applicable_cases():
     assert one_class["accuracy"] == pytest.approx(0.5)
 
 
+def test_ece_is_zero_when_confidence_matches_accuracy():
+    y = np.array([0] * 8 + [1] * 2)
+    proba = np.tile([0.8, 0.2, 0.0, 0.0, 0.0], (10, 1))  # always class 0 at 0.8; right 8 times in 10
+    assert expected_calibration_error(y, proba) == pytest.approx(0.0)
+    assert expected_calibration_error(y[:5], proba[:5]) == pytest.approx(0.2)  # right 5/5 at 0.8
+
+
+def test_constant_scores_give_auc_one_half_and_an_honest_ece():
+    """A classifier that ignores the image (the majority_class floor): AUC 0.5, not n/a or an error."""
+    y = np.array([0, 0, 0, 1])
+    m = classification_metrics(y, np.tile([0.6, 0.4, 0.0, 0.0, 0.0], (4, 1)))
+    assert m["auc_macro_ovr"] == 0.5 and m["accuracy"] == 0.75
+    assert m["ece"] == pytest.approx(0.15)  # |0.75 - 0.6|
+
+
 @pytest.mark.parametrize(
     "y, p, needle",
     [
@@ -115,7 +139,12 @@ def test_classification_bad_input(y, p, needle):
 #   pred [[1,1,2],[0,0,2]] -> WBC [[1,1,1],[0,0,1]] (4 px), nucleus {(0,2),(1,2)}
 #   WBC: intersection 3, union 5 -> IoU 0.6; Dice 2*3/(4+4) = 0.75; pixels agreeing 4/6
 #   nucleus: intersection 1, union 2 -> 0.5
-# Image B: both empty -> IoU = Dice = pixel accuracy = nucleus IoU = 1 (convention)
+#   Boundary IoU: diagonal sqrt(13) -> d = 1 px, and every pixel of a 2-row image touches the
+#   edge, so each band is the whole mask and Boundary IoU = IoU = 0.6
+#   HD95: contours = whole masks; pred -> true distances [1, 0, 0, 0] ((0,0) is 1 from (0,1)),
+#   true -> pred [1, 0, 0, 0] ((1,1)); linear 95th percentile of [0, 0, 0, 1] = 0.85
+# Image B: both empty -> IoU = Dice = pixel accuracy = nucleus IoU = Boundary IoU = 1, HD95 = 0
+# (convention)
 SEG_TRUE = np.array([[[0, 1, 2], [0, 1, 1]], [[0, 0, 0], [0, 0, 0]]], np.uint8)
 SEG_PRED = np.array([[[1, 1, 2], [0, 0, 2]], [[0, 0, 0], [0, 0, 0]]], np.uint8)
 
@@ -126,6 +155,8 @@ def test_segmentation_hand_worked():
     assert m["dice"] == pytest.approx((0.75 + 1) / 2)
     assert m["pixel_accuracy"] == pytest.approx((4 / 6 + 1) / 2)
     assert m["nucleus_iou"] == pytest.approx((0.5 + 1) / 2)
+    assert m["boundary_iou"] == pytest.approx((0.6 + 1) / 2)
+    assert m["hd95"] == pytest.approx((0.85 + 0) / 2)
 
 
 def test_segmentation_false_positive_on_empty_truth_scores_zero():
@@ -133,6 +164,58 @@ def test_segmentation_false_positive_on_empty_truth_scores_zero():
     pred = np.array([[[1, 0], [0, 0]]], np.uint8)
     m = segmentation_metrics(pred, true)
     assert m["iou"] == 0.0 and m["dice"] == 0.0 and m["pixel_accuracy"] == pytest.approx(0.75)
+    assert m["boundary_iou"] == 0.0
+    assert m["hd95"] == pytest.approx(np.sqrt(8))  # one mask empty: capped at the image diagonal
+    assert segmentation_metrics(true, pred)["hd95"] == pytest.approx(np.sqrt(8))  # missed cell, same cap
+
+
+def _square(top: int, left: int, side: int = 20, size: int = 64) -> np.ndarray:
+    mask = np.zeros((1, size, size), bool)
+    mask[0, top:top + side, left:left + side] = True
+    return mask
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_hd95_of_a_shifted_square_is_the_shift(k):
+    # the leading and trailing edges (~40 of ~76 contour pixels) are k away, nothing is farther
+    assert hd95(_square(10, 10), _square(10, 10 + k)) == pytest.approx([k])
+    assert hd95(_square(10 + k, 10), _square(10, 10)) == pytest.approx([k])
+
+
+def test_hd95_ignores_a_few_stray_pixels_and_is_zero_for_a_perfect_mask():
+    truth = _square(10, 10, side=30)
+    pred = truth.copy()
+    pred[0, 60, 60] = True  # 1 of 117 contour pixels, 29.7 px away: under the 5% the percentile drops
+    assert hd95(truth, truth) == pytest.approx([0.0])
+    assert hd95(pred, truth) == pytest.approx([0.0])
+
+
+def test_boundary_iou_hand_worked():
+    # 64 px: d = round(0.02 * 90.5) = 2. A 20x20 square's band: 400 - 16x16 core = 144 px. Shifted
+    # by one column: rows 10, 11, 28, 29 share 19 px each (76), rows 12..27 share columns 11 and 29
+    # (32): intersection 108, union 2 x 144 - 108 = 180 -> 0.6, while the mask IoU is 380/420
+    truth, pred = _square(10, 10), _square(10, 11)
+    assert _boundary_band(truth).sum() == 144
+    assert boundary_iou(pred, truth) == pytest.approx([0.6])
+    m = segmentation_metrics(pred.astype(np.uint8), truth.astype(np.uint8))
+    assert m["iou"] == pytest.approx(380 / 420) and m["boundary_iou"] == pytest.approx(0.6)
+
+
+def test_boundary_band_matches_the_authors_opencv_code():
+    """Cheng et al.'s ``mask_to_boundary``: pad by 1, erode d times with a 3x3 kernel, subtract."""
+    def reference(mask: np.ndarray) -> np.ndarray:
+        h, w = mask.shape
+        d = max(1, int(round(0.02 * np.sqrt(h**2 + w**2))))
+        padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=d)[1:h + 1, 1:w + 1]
+        return (mask.astype(np.uint8) - eroded) > 0
+
+    rng = np.random.default_rng(0)
+    for shape in [(40, 50), (64, 64), (224, 224)]:
+        masks = rng.random((3, *shape)) < 0.8
+        masks[0] = False
+        masks[1] = True
+        assert np.array_equal(_boundary_band(masks), np.stack([reference(m) for m in masks]))
 
 
 def test_segmentation_not_applicable_and_errors():
@@ -168,6 +251,16 @@ def test_evaluate_by_domain_worst_domain():
     assert r["worst_domain"]["accuracy"] == {"domain": "b", "value": 0.5}
     assert r["worst_domain"]["iou"] == {"domain": "a", "value": pytest.approx(0.6)}
     assert r["per_domain"]["b"]["iou"] == 1.0
+
+
+def test_worst_domain_of_a_lower_is_better_metric_is_the_highest():
+    r = evaluate_by_domain(_two_domain_predictions())
+    assert LOWER_IS_BETTER == {"ece", "hd95"}
+    # masks: domain a is image A twice (HD95 0.85), domain b exact (0)
+    assert r["worst_domain"]["hd95"] == {"domain": "a", "value": pytest.approx(0.85)}
+    # labels: a right at confidence 0.92 (ECE 0.08); b one right, one wrong at 0.92 (ECE 0.42)
+    assert r["per_domain"]["a"]["ece"] == pytest.approx(0.08)
+    assert r["worst_domain"]["ece"] == {"domain": "b", "value": pytest.approx(0.42)}
 
 
 def test_evaluate_by_domain_not_applicable():
