@@ -1,9 +1,12 @@
 """The training engine: ``train`` fits a model on a split's training ids and keeps the epoch that
 scores best on validation; ``predict`` turns a model into per-sample probabilities and masks.
 
-Model selection score: macro-F1 for classifiers, IoU for segment-only models, and the mean of
-the two for multi-task models (both are in [0, 1] and the paper reports both). A split whose
-training data has no masks (PBC) or no labels selects on the metric it can compute.
+Model selection (``budget.selection``): ``best`` keeps the epoch with the best validation score,
+with early stopping after ``patience`` epochs without improvement (the paper's recipe); ``last``
+keeps the final epoch (a fixed schedule, no selection). The score is macro-F1 for classifiers, IoU
+for segment-only models, and the mean of the two for multi-task models (both are in [0, 1] and the
+paper reports both). A split whose training data has no masks (PBC) or no labels selects on the
+metric it can compute.
 """
 from __future__ import annotations
 
@@ -180,7 +183,7 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
         history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_score": score})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val=f"{score:.3f}")
         bar.update(1)
-        if score > best[0]:
+        if budget.selection == "last" or score > best[0]:
             best = (score, epoch, copy.deepcopy(model.state_dict()), val)
             stale = 0
         else:

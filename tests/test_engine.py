@@ -125,3 +125,25 @@ def test_every_registered_model_trains_and_predicts_through_the_engine(name, by_
     assert result.best_epoch == 0
     assert (scores["macro_f1"] is None) == (not model.has_classifier)
     assert (scores["iou"] is None) == (not model.has_segmenter)
+
+
+def test_selection_last_keeps_the_final_epoch_and_best_keeps_the_best(by_domain):
+    samples = next(iter(by_domain.values()))[:16]
+    data = ArraySet.from_samples(samples, "toy")
+    budget = dataclasses.replace(SMOKE, epochs=3, patience=3)
+    picked = {}
+    for selection in ("best", "last"):
+        torch.manual_seed(0)
+        result = train(create_model("unet", img_size=SMOKE.img_size), data, data,
+                       dataclasses.replace(budget, selection=selection), seed=0, progress=False)
+        scores = [h["val_score"] for h in result.history]
+        picked[selection] = (result.best_epoch, scores)
+    assert picked["last"][0] == 2
+    best_epoch, scores = picked["best"]
+    assert scores == picked["last"][1]  # same trajectory, only the kept weights differ
+    assert best_epoch == int(np.argmax(scores))
+
+
+def test_unknown_selection_is_a_clear_error():
+    with pytest.raises(BenchmarkError, match="unknown selection 'median'.*valid: best, last"):
+        dataclasses.replace(SMOKE, selection="median")
