@@ -252,14 +252,18 @@ def default_workers() -> int:
     return 1 if torch.cuda.is_available() else (os.cpu_count() or 1)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs; a zombie (killed, not yet reaped) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def remove_stale_temporaries(out_dir: Path) -> list[str]:
@@ -269,7 +273,7 @@ def remove_stale_temporaries(out_dir: Path) -> list[str]:
     removed = []
     for tmp in sorted(root.glob(".*.tmp-*")) if root.is_dir() else []:
         pid = tmp.name.rsplit(".tmp-", 1)[1]
-        if not pid.isdigit() or not _pid_alive(int(pid)):
+        if not pid.isdigit() or not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp.name)
     return removed

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from benchmark.budgets import get_budget
-from benchmark.runner import Sweep, run_sweep
+from benchmark.runner import Sweep, pid_alive, run_sweep
 from benchmark.summary import build_summary, completed_job_dirs
 
 PROTOCOL = "cross_stain_synthetic"
@@ -57,6 +57,10 @@ def test_a_run_killed_mid_job_resumes_with_nothing_left_behind(tmp_path, one_wor
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the workers die with the parent, mid-job
     proc.wait()
+    owners = [int(p.name.rsplit(".tmp-", 1)[1]) for p in _unfinished(out)]
+    while any(pid_alive(pid) for pid in owners):  # the kernel takes a moment to end them
+        assert time.monotonic() < deadline, f"worker processes {owners} still alive after SIGKILL"
+        time.sleep(0.05)
     assert _unfinished(out), "the kill left no unfinished job: nothing was tested"
     done_before = len(completed_job_dirs(out))
     log: list[str] = []
