@@ -51,7 +51,7 @@ ENGINE_VERSION = "3"
 CPU_THREADS_PER_JOB = 1
 """A CPU job is single-threaded and parallelism is across jobs (``--jobs``): the float reductions,
 and so the numbers, then do not depend on the worker count, and on 2 cores two 1-thread jobs
-train 70 images/s together against 51 for one 2-thread job (measured, README "Budgets")."""
+train 70 images/s together against 51 for one 2-thread job (measured, docs/models.md "Budgets")."""
 
 EXPLAIN_PANEL_IMAGES = 4
 """Grad-CAM costs a backward pass: saliency consistency is measured on the first

@@ -1,4 +1,4 @@
-"""Segmentation-only baselines: a plain U-Net, the Saliency-UNet, and a training-free classical floor.
+"""Segmentation-only baselines: a plain U-Net, the Saliency-UNet, and a training-free classical segmenter.
 
 All three emit SG-CLDFF's two mask logits (channel 0 WBC = cytoplasm + nucleus, channel 1
 nucleus), so the same evaluation code scores them; none has a classification head.
@@ -195,7 +195,8 @@ def multi_otsu_thresholds(values: torch.Tensor, bins: int = OTSU_BINS) -> torch.
 
 
 class ClassicalSegmenter(WBCModel):
-    """Training-free segmentation floor: multi-level Otsu on hematoxylin density + morphology.
+    """Training-free classical segmenter: multi-level Otsu on hematoxylin density + morphology
+    (a baseline, measured against the ``constant_mask`` floor like every other model).
 
     Steps (all torch, batched, on the model's device):
 
@@ -246,5 +247,5 @@ def saliency_unet(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> U
 
 @register_model("classical")
 def classical(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> ClassicalSegmenter:
-    """Classical training-free floor: Otsu on hematoxylin density + morphology; no classifier."""
+    """Classical training-free segmenter: Otsu on hematoxylin density + morphology; no classifier."""
     return ClassicalSegmenter(**kwargs)

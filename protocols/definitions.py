@@ -1,6 +1,6 @@
 """The protocols of SPEC.md, on real data and on the procedural smears (for tests and no-download runs).
 
-Decisions (also in the README):
+Decisions (also in docs/protocols.md):
 - within-source splits are 60 / 20 / 20 (train / val / test), stratified by class;
 - cross_dataset tests on *all* images of every other domain (they never touch training);
 - cross_stain trains on each masked real domain in turn (Zheng D1, Zheng D2, BCCD) and evaluates

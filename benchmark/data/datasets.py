@@ -2,7 +2,7 @@
 
 A dataset loader is ``fn(data_dir: Path, size: int) -> list[Sample]`` and returns
 WBC-centred square crops of ``size`` x ``size`` pixels (crop rules live with each loader and in
-the README). ``load_dataset`` caches the result as ``.npz`` under ``<data_dir>/cache`` so that a
+docs/data.md). ``load_dataset`` caches the result as ``.npz`` under ``<data_dir>/cache`` so that a
 benchmark run decodes each JPEG once, not once per job.
 """
 from __future__ import annotations
