@@ -13,6 +13,7 @@ import hashlib
 import json
 import platform
 import subprocess
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -56,9 +57,11 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+@lru_cache(maxsize=1)
 def code_commit() -> dict[str, str | bool | None]:
     """HEAD of the checkout the code runs from, and whether the code paths had uncommitted edits;
-    commit None outside a git checkout (an installed wheel)."""
+    commit None outside a git checkout (an installed wheel). Read once per process, at its first
+    job's start, so a commit made while a long sweep runs is not credited to code loaded before it."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10)

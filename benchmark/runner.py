@@ -117,6 +117,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        environment = environment_record()  # before training: the code that runs is the code loaded now
         seed_everything(job.seed)
         model = create_model(job.model, num_classes=5, img_size=job.budget.img_size, **job.model_kwargs)
         treatment = fit_treatment(job.treatment, [by_id[i].image for i in split.train])
@@ -149,7 +150,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
             }
             records += _sample_records(target.name, pred)
         config = {**job.config(), "job_id": job.id, "device": device.type,
-                  "environment": environment_record(),
+                  "environment": environment,
                   "task": split.task, "has_classifier": model.has_classifier, "has_segmenter": model.has_segmenter}
         write_json(tmp / "config.json", config)
         write_json(tmp / "fingerprint.json", {**split_fingerprint(split, by_id), "stain_profiles": builder.profiles_used(),
