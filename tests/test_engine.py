@@ -147,3 +147,13 @@ def test_selection_last_keeps_the_final_epoch_and_best_keeps_the_best(by_domain)
 def test_unknown_selection_is_a_clear_error():
     with pytest.raises(BenchmarkError, match="unknown selection 'median'.*valid: best, last"):
         dataclasses.replace(SMOKE, selection="median")
+
+
+def test_more_seeds_on_an_existing_folder_trains_only_the_new_ones(tmp_path):
+    """`SEEDS=N` on a results folder made with fewer seeds adds seeds by resume."""
+    out = tmp_path / "res"
+    first = run_sweep(_sweep(out, models=("classical",), seeds=(0,)), log=lambda _: None)
+    added = run_sweep(_sweep(out, models=("classical",), seeds=(0, 1)), log=lambda _: None)
+    assert [d.name.split("__")[2] for d in first] == ["seed0"]
+    assert [d.name.split("__")[2] for d in added] == ["seed1"]
+    assert sorted(build_summary(out)["seed"].unique()) == [0, 1]
