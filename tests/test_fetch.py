@@ -240,3 +240,44 @@ def test_fetch_all_reports_counts_and_classes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "== zheng_d1" in out and "3 verified by sha256" in out
     assert "classes: neutrophil 0, lymphocyte 1, monocyte 0, eosinophil 0, basophil 0" in out
+
+
+def test_cli_reports_every_fetched_dataset_when_one_cannot_be_cropped(tmp_path, capsys, monkeypatch):
+    """A failing cropper (or fetch) for one dataset names it and exits 1; the others are still reported."""
+    members = _good_members()
+    members.update({"Dataset 2/002.bmp": _bmp(), "Dataset 2/002.png": members["Dataset 1/001.png"],
+                    "Class Labels of Dataset 2.csv": b"image ID,class label\n2,1\n"})
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with zipfile.ZipFile(mirror / "toy.zip", "w") as zf:
+        for name, data in members.items():
+            zf.writestr(TOP + name, data)
+    source = ArchiveSource(
+        "zheng", "toy.zip", "http://127.0.0.1:9/toy.zip", COMMIT, "",
+        r"Dataset [12]/\d+\.(bmp|png)|Class Labels of Dataset [12]\.csv", (r"(Dataset [12]/\d+)\.bmp", r"\1.png"),
+    )
+    manifest = build_manifest(mirror, tmp_path / "manifest.json", (source,))
+    monkeypatch.setattr(fetch, "load_manifest", lambda *a, **k: manifest)
+    ok = fetch.SpanSummary(1, 0.5, 0.4, 0.6, 1, 0, 0)
+
+    def cropper(name, root, size=fetch.FRAMING_SIZE):
+        if name == "zheng_d2":
+            raise ValueError("broken crop cache")
+        return ok
+
+    monkeypatch.setattr(fetch, "framing_span", cropper)
+    args = ["--root", str(tmp_path / "data"), "--mirror", str(mirror)]
+    # bccd's archives are not in the toy manifest: it fails to fetch; zheng_d2 fails to crop.
+    assert main_data(args + ["--datasets", "zheng_d1,bccd,zheng_d2"]) == 1
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
+    assert "== zheng_d1" in out and f"cell size / crop side (sqrt of WBC pixels, 64 px crops): {ok.line()}" in out
+    assert "== zheng_d2" in out and "classes: neutrophil 1," in out and "data root" in out
+    assert "cell size / crop side NOT computed (64 px crops of zheng_d2 failed): ValueError: broken crop cache" in out
+    assert "== bccd" not in out
+    assert "(dataset bccd not fetched)" in err
+    assert "error: dataset zheng_d2: cell size / crop side not computed: ValueError: broken crop cache" in err
+    assert "2 of 3 datasets failed: bccd (not fetched), zheng_d2 (crops failed)" in err
+    # A framing failure alone is still an error: the dataset cannot be used by the benchmark.
+    assert main_data(args + ["--datasets", "zheng_d2"]) == 1
+    assert main_data(args + ["--datasets", "zheng_d1"]) == 0

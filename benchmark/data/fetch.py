@@ -20,8 +20,12 @@ GitHub archives put everything under ``<repo>-<commit>/``; that folder and the m
 ``anchor`` (the sub-folder holding the data) are stripped, so the extracted layout is the same
 whichever source was used (see :mod:`benchmark.data.real` for the layout).
 
-The report ends each dataset with the cell size relative to the crop (:func:`framing_spans`), which
+The report ends each dataset with the cell size relative to the crop (:func:`framing_span`), which
 decodes its 64 px crops once into the crop cache: the check that every domain is framed alike.
+``main_data`` fetches and crops one dataset at a time and catches failures per dataset: every
+dataset that fetched is reported, a failed one is named with the reason, and the exit status is 1
+if any dataset failed to fetch/verify or to be cropped (a dataset that cannot be cropped is
+unusable for the benchmark).
 """
 from __future__ import annotations
 
@@ -396,11 +400,13 @@ def fetch_all(
     root: Path, names: list[str] | None = None, *, mirror: Path | None = None, manifest: dict | None = None
 ) -> list[DatasetReport]:
     """Fetch the named datasets (default: all) and take stock of each."""
-    reports = []
-    for name in names or list(DATASET_ARCHIVES):
-        statuses = [ensure_archive(k, root, mirror=mirror, manifest=manifest) for k in _archives_for(name)]
-        reports.append(DatasetReport(name, statuses, INVENTORIES[name](Path(root))))
-    return reports
+    return [fetch_dataset(name, root, mirror=mirror, manifest=manifest) for name in names or list(DATASET_ARCHIVES)]
+
+
+def fetch_dataset(name: str, root: Path, *, mirror: Path | None = None, manifest: dict | None = None) -> DatasetReport:
+    """Fetch one dataset's archives and take stock of it."""
+    statuses = [ensure_archive(k, root, mirror=mirror, manifest=manifest) for k in _archives_for(name)]
+    return DatasetReport(name, statuses, INVENTORIES[name](Path(root)))
 
 
 # ---------------------------------------------------------------- report and CLI
@@ -424,19 +430,33 @@ FRAMING_SIZE = 64
 """Crop size at which the data summary measures cell size relative to the crop (the cpu budget's)."""
 
 
-def framing_spans(names: list[str], root: Path, size: int = FRAMING_SIZE) -> dict[str, SpanSummary]:
-    """Cell size relative to the crop per dataset, over its cached ``size`` px crops (built if absent)."""
+def framing_span(name: str, root: Path, size: int = FRAMING_SIZE) -> SpanSummary:
+    """Cell size relative to the crop for one dataset, over its cached ``size`` px crops (built if absent)."""
     from benchmark.data.datasets import load_dataset
 
-    return {name: span_summary([(s.image, s.mask) for s in load_dataset(name, size=size, root=root)]) for name in names}
+    return span_summary([(s.image, s.mask) for s in load_dataset(name, size=size, root=root)])
+
+
+def framing_spans(names: list[str], root: Path, size: int = FRAMING_SIZE) -> dict[str, SpanSummary]:
+    """:func:`framing_span` per dataset (the first failure raises; ``main_data`` goes one by one)."""
+    return {name: framing_span(name, root, size) for name in names}
+
+
+def _why(e: BaseException) -> str:
+    """An exception as one line: the message for a BenchmarkError, else its type and message."""
+    return str(e) if isinstance(e, BenchmarkError) else f"{type(e).__name__}: {e}"
 
 
 def print_report(
-    reports: list[DatasetReport], out: TextIO | None = None, spans: dict[str, SpanSummary] | None = None
+    reports: list[DatasetReport],
+    out: TextIO | None = None,
+    spans: dict[str, SpanSummary] | None = None,
+    framing_errors: dict[str, str] | None = None,
 ) -> None:
     """Per dataset: archives, files verified, images, masks, samples, class counts, skips, and the
-    cell size relative to the crop where ``spans`` has it."""
+    cell size relative to the crop where ``spans`` has it (or why not, where ``framing_errors`` has it)."""
     out = out or sys.stdout
+    framing_errors = framing_errors or {}
     for r in reports:
         inv = r.inventory
         print(f"== {r.name}", file=out)
@@ -457,6 +477,9 @@ def print_report(
         if spans and r.name in spans:
             print(f"  cell size / crop side (sqrt of WBC pixels, {FRAMING_SIZE} px crops): {spans[r.name].line()}",
                   file=out)
+        elif r.name in framing_errors:
+            print(f"  cell size / crop side NOT computed ({FRAMING_SIZE} px crops of {r.name} failed): "
+                  f"{framing_errors[r.name]}", file=out)
 
 
 def main_data(argv: list[str] | None = None) -> int:
@@ -481,13 +504,40 @@ def main_data(argv: list[str] | None = None) -> int:
             manifest = build_manifest(args.mirror)
             print(f"wrote {MANIFEST_PATH}: " + ", ".join(f"{k} {len(e['members'])} files" for k, e in manifest["archives"].items()))
             return 0
-        names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else None
-        root = args.root or data_dir()
-        reports = fetch_all(root, names, mirror=args.mirror)
-        spans = framing_spans([r.name for r in reports], Path(root))
+        names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else list(DATASET_ARCHIVES)
+        for name in names:
+            _archives_for(name)  # unknown names fail before anything is fetched
+        root = Path(args.root or data_dir())
+        manifest = load_manifest()
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print_report(reports, spans=spans)
-    print(f"data root {Path(root).resolve()}; done in {time.perf_counter() - start:.1f} s")
+    # One dataset at a time, each failure caught and named, so one bad dataset cannot hide the others'
+    # report. Both kinds of failure make the exit status 1: a dataset that did not fetch or verify, and
+    # one whose framing figure could not be computed (its crops cannot be built, so the benchmark cannot
+    # use it). Fetch failures are BenchmarkErrors (anything else is a bug: traceback); the crop step
+    # decodes every image, so any exception there is caught and reported with its type.
+    reports: list[DatasetReport] = []
+    spans: dict[str, SpanSummary] = {}
+    framing_errors: dict[str, str] = {}
+    failed: list[str] = []
+    for name in names:
+        try:
+            report = fetch_dataset(name, root, mirror=args.mirror, manifest=manifest)
+        except BenchmarkError as e:
+            print(f"error: {e} (dataset {name} not fetched)", file=sys.stderr)
+            failed.append(f"{name} (not fetched)")
+            continue
+        reports.append(report)
+        try:
+            spans[name] = framing_span(name, root)
+        except Exception as e:  # noqa: BLE001 - reported per dataset, exit status 1
+            framing_errors[name] = _why(e)
+            print(f"error: dataset {name}: cell size / crop side not computed: {_why(e)}", file=sys.stderr)
+            failed.append(f"{name} (crops failed)")
+    print_report(reports, spans=spans, framing_errors=framing_errors)
+    print(f"data root {root.resolve()}; done in {time.perf_counter() - start:.1f} s")
+    if failed:
+        print(f"error: {len(failed)} of {len(names)} datasets failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
