@@ -42,11 +42,12 @@ from benchmark.treatments import NO_TREATMENT, TREATMENTS, fit_treatment, treatm
 from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
 from models import MODELS, create_model, list_models
 from models.variants import REFERENCE_MODELS
-from protocols.resolve import load_by_domain, resolve_splits
+from protocols.resolve import data_versions, load_by_domain, resolve_splits
 from protocols.split import Split
 
 ENGINE_VERSION = "3"
-"""Bump when a change to training or evaluation code changes results: it is part of every job id."""
+"""Bump when a change to training or evaluation code changes results: it is part of every job id
+(a change of crops is caught by the datasets' cache versions, also in the id)."""
 
 CPU_THREADS_PER_JOB = 1
 """A CPU job is single-threaded and parallelism is across jobs (``--jobs``): the float reductions,
@@ -68,13 +69,16 @@ class Job:
     split_hash: str
     model_kwargs: dict = field(default_factory=dict)
     treatment: str = NO_TREATMENT
+    data_versions: dict = field(default_factory=dict)
+    """Crop-cache version per dataset (``protocols.resolve.data_versions``): the split hash names the
+    images, this names how they were cropped."""
 
     def config(self) -> dict:
         """What changes the result; paths, worker count and device are deliberately not in it."""
         return {
             "engine_version": ENGINE_VERSION, "protocol": self.protocol, "model": self.model,
             "model_kwargs": self.model_kwargs, "treatment": self.treatment, "source": self.source, "seed": self.seed,
-            "budget": self.budget.to_dict(), "split_hash": self.split_hash,
+            "budget": self.budget.to_dict(), "split_hash": self.split_hash, "data_versions": self.data_versions,
         }
 
     @property
@@ -198,6 +202,7 @@ class Sweep:
         """All jobs of the sweep; split manifests are written (once) under ``<out>/splits``."""
         self._check_names()
         by_domain = self.samples_by_domain()
+        versions = data_versions(self.protocol)
         jobs = []
         for seed in self.seeds:
             splits = resolve_splits(self.protocol, seed, by_domain, self.out_dir / "splits")
@@ -213,7 +218,7 @@ class Sweep:
                         continue
                     for t in [NO_TREATMENT] if m in REFERENCE_MODELS else self.treatments:
                         jobs.append((Job(self.protocol, m, split.source, seed, self.budget, split.hash,
-                                         self.kwargs_for(m), t), split))
+                                         self.kwargs_for(m), t, versions), split))
         return jobs
 
     def can_learn(self, model: str, task: str) -> bool:

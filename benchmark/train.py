@@ -1,5 +1,5 @@
-"""The training engine: ``train`` fits a model on a split's training ids and keeps the epoch that
-scores best on validation; ``predict`` turns a model into per-sample probabilities and masks.
+"""The training engine: ``train`` fits a model on a split's training ids and keeps the epoch its
+budget selects; ``predict`` turns a model into per-sample probabilities and masks.
 
 Model selection (``budget.selection``): ``best`` keeps the epoch with the best validation score,
 with early stopping after ``patience`` epochs without improvement (the paper's recipe); ``last``

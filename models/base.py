@@ -53,7 +53,7 @@ class WBCModel(nn.Module):
                        masks: np.ndarray | None = None, mask_valid: np.ndarray | None = None) -> None:
         """Called once by the engine with the training split: the images (N, H, W, 3) uint8, as
         preprocessed by the job's stain treatment but not augmented, their labels (-1 = none), masks
-        (N, H, W) uint8 and mask_valid (N,) bool. A trainable model gets it after the best epoch's
+        (N, H, W) uint8 and mask_valid (N,) bool. A trainable model gets it after the selected epoch's
         weights are restored, for a second, gradient-free stage (XIncept-ALL fits XGBoost on its
         learned features); a model without trainable parameters gets it before validation is scored,
         in place of training (the floors of ``models.floors`` fit their statistics here). The default

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from benchmark.data.datasets import load_dataset
+from benchmark.data.datasets import dataset_spec, load_dataset
 from benchmark.data.sample import Sample
 from benchmark.errors import BenchmarkError
 from protocols.registry import get_protocol
@@ -18,6 +18,12 @@ def load_by_domain(protocol: str, size: int) -> dict[str, list[Sample]]:
         for s in load_dataset(name, size=size):
             by_domain[s.domain].append(s)
     return dict(by_domain)
+
+
+def data_versions(protocol: str) -> dict[str, str]:
+    """The crop-cache version of each dataset the protocol loads: it changes whenever a crop rule,
+    a detector or the decoding changes, so a job id that carries it is never reused across such a change."""
+    return {name: dataset_spec(name).cache_version for name in get_protocol(protocol).datasets}
 
 
 def manifest_path(splits_dir: Path, split: Split) -> Path:

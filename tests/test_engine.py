@@ -61,6 +61,15 @@ def test_job_id_depends_on_result_relevant_config_only(tmp_path):
     assert base.id != Job(PROTOCOL, "sg_cldff", "synth_a", 0, get_budget("cpu"), "abc").id
     assert base.id != Job(PROTOCOL, "sg_cldff", "synth_a", 0, SMOKE, "abd").id
     assert base.id != Job(PROTOCOL, "sg_cldff_no_align", "synth_a", 0, SMOKE, "abc").id
+    recropped = Job(PROTOCOL, "sg_cldff", "synth_a", 0, SMOKE, "abc", data_versions={"synthetic": "v2"})
+    assert recropped.id != Job(PROTOCOL, "sg_cldff", "synth_a", 0, SMOKE, "abc", data_versions={"synthetic": "v1"}).id
+
+
+def test_a_sweep_stamps_the_crop_versions_of_its_datasets(tmp_path):
+    from benchmark.data.datasets import dataset_spec
+
+    (job, _), = _sweep(tmp_path).plan()
+    assert job.config()["data_versions"] == {"synthetic": dataset_spec("synthetic").cache_version}
 
 
 def test_resume_skips_done_jobs_and_redoes_incomplete_ones(tmp_path, capsys):
