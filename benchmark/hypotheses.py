@@ -14,8 +14,9 @@ Each hypothesis compares SG-CLDFF with one ablation on one metric under one cond
   faithful reproduction on the null's boundary, where it is SUPPORTED only by chance.
 
 Per seed the metric is averaged over each source's targets and then over the sources (every
-source weighs the same), giving paired per-seed scores (pairs share the seed and must share the
-split hash), decided by :func:`benchmark.stats.decide`: SUPPORTED, RULED OUT or UNDECIDED.
+source weighs the same), giving paired per-seed scores (pairs share the seed, and with it the
+split hash, which :func:`benchmark.summary.build_summary` checks for every report), decided by
+:func:`benchmark.stats.decide`: SUPPORTED, RULED OUT or UNDECIDED.
 Holm runs over every hypothesis one results folder evaluates, in two families: the primary one
 (untreated models, across protocols and budgets) and the stain-treatment one, corrected
 separately so that secondary questions do not dilute the primary verdicts. A hypothesis that
@@ -34,14 +35,14 @@ import pandas as pd
 
 from benchmark.atomic import write_json, write_text
 from benchmark.claims import paper_value, write_claims
-from benchmark.errors import BenchmarkError
 from benchmark.stats import (
-    POINTS_PER_UNIT,
+    MAX_SEEDS,
     UNDECIDED,
     PairedTestResult,
     decide,
     holm,
     paired_shifted_test,
+    pts,
     seeds_by_tasks_summary,
     standardized_effect,
     tost_noninferiority,
@@ -150,25 +151,6 @@ def _ordered_pairs(rows: pd.DataFrame) -> list[tuple[str, str]]:
     return [(p.source, p.target) for p in ordered]
 
 
-def check_split_hashes(g: pd.DataFrame, a: str, b: str) -> None:
-    """Model and ablation of the same (seed, source) must have been trained on the same split.
-
-    A pair from different splits would compare data, not components; it happens when one of the
-    two was run on another data version or protocol definition."""
-    ha = g[g["display"] == a].groupby(["seed", "source"])["split_hash"].first()
-    hb = g[g["display"] == b].groupby(["seed", "source"])["split_hash"].first()
-    both = pd.concat([ha.rename("a"), hb.rename("b")], axis=1, join="inner")
-    bad = both[both["a"] != both["b"]]
-    if not bad.empty:
-        (seed, source), row = next(bad.iterrows())
-        protocol, budget = g["protocol"].iloc[0], g["budget"].iloc[0]
-        raise BenchmarkError(
-            f"{protocol}, budget {budget}: {a} (split hash {row['a']}) and {b} (split hash {row['b']}) were "
-            f"trained on different splits for seed {seed}, source {source}; a paired comparison needs the same "
-            "split: rerun one of them on the current data (delete its job directory)"
-        )
-
-
 @dataclass
 class Evaluation:
     """Everything the reports say about one hypothesis in one experiment."""
@@ -230,7 +212,6 @@ def evaluate(h: Hypothesis, g: pd.DataFrame, treatment: str) -> tuple[Evaluation
     missing = [m for m in (a, b) if m not in set(g["display"])]
     if missing:
         return _evaluation(h, a, b, NOT_EVALUATED, f"no results for {' and '.join(missing)} in this experiment"), None
-    check_split_hashes(g, a, b)
     absent = [m for m in (a, b) if m not in set(rows["display"])]
     if absent:
         why = f"no results for {' and '.join(absent)} on {CONDITION_TEXT[h.condition]}"
@@ -351,6 +332,12 @@ def rule_text() -> str:
         "excluded). **UNDECIDED**: neither; also when the differences have zero spread (no t statistic; such a "
         f"hypothesis counts in its family as p = 1). **{NOT_EVALUATED}**: the data cannot decide it (the reason "
         "is given); it belongs to no family.\n\n"
+        "**Error rates.** Each direction is tested at the full alpha, so each verdict errs in its own direction "
+        f"with probability at most {ALPHA} (Holm: across its family): SUPPORTED when the true difference is <= "
+        "delta, RULED OUT when it is >= delta. When the true difference is exactly delta, both nulls hold and one "
+        f"of the two verdicts comes out with probability up to 2 x {ALPHA} = {2 * ALPHA:g}. This is deliberate: the "
+        "two verdicts are different claims, each is a one-sided 95% bound, and testing each side at alpha/2 would "
+        "cost power that a few seeds cannot spare, to guard only against a truth sitting exactly on delta.\n\n"
         "**Families.** Holm runs over every verdict this results folder gives, in two families: the *primary* "
         "family holds every hypothesis evaluated on untreated models, across protocols and budgets; the *stain "
         "treatments* family holds those evaluated under a stain treatment and is corrected separately, so that "
@@ -358,29 +345,30 @@ def rule_text() -> str:
         "**Planning figures** use alpha/m, the strictest Holm step in a family of m, so they hold whatever the "
         "rest of the family shows. MDE: with n seeds and the observed per-seed SD, the test decides with 80% power "
         "a true difference >= delta + d·SD (SUPPORTED) or <= delta − d·SD (RULED OUT), d from statsmodels' "
-        "`TTestPower` (one-sided, n − 1 degrees of freedom). Seeds needed: the smallest n whose power reaches 80% "
-        "for the effect size |mean − delta| / SD in the direction the data lean, i.e. were the observed mean the "
-        "true one; the observed mean is itself noisy, so this is a planning figure, not a promise.\n\n"
+        "`TTestPower` (one-sided, n − 1 degrees of freedom). **Seeds for 80% power at the observed mean**: the "
+        "smallest n whose power reaches 80% for the effect size |mean − delta| / SD in the direction the data lean, "
+        "i.e. were the observed mean the true one; the observed mean is itself noisy, and near delta this reads "
+        f"more than {MAX_SEEDS}. **Seeds to tell delta from 0**, the figure to plan a sweep with: the smallest n >= 2 "
+        "at which the one-sided t-test at alpha/m has 80% power for the effect size delta / SD (SD the "
+        "observed per-seed SD), i.e. P(T′ > t(1 − alpha/m, n − 1)) >= 0.8 with T′ noncentral t on n − 1 "
+        "degrees of freedom and noncentrality √n · delta / SD; about ((z(1 − alpha/m) + z(0.8)) · SD / delta)² "
+        "for large n. With that many seeds a true difference of 0 is RULED OUT, and one of 2·delta SUPPORTED, in "
+        "4 of 5 repetitions. "
+        "Both seed counts are planning figures, not promises: the SD is itself estimated from few seeds.\n\n"
         "Per seed the metric is averaged over each source's targets, then over the sources; the seed is the unit "
-        "of replication, and model and ablation of a seed must share the split hash. Differences are in points "
+        "of replication. Every job of one protocol, source and seed must carry the same split hash (checked when "
+        "the summary is built), so pairs on a seed compare models, not data. Differences are in points "
         "(metric x 100)."
     )
 
 
-def _pts(x: float | None, signed: bool = True) -> str:
-    if x is None:
-        return "—"
-    v = round(x * POINTS_PER_UNIT, 2) + 0.0
-    return f"{v:+.2f}" if signed else f"{v:.2f}"
-
-
 def _ci(s: dict) -> str:
-    return "—" if s["ci95"] is None else f"[{_pts(s['ci95'][0])}, {_pts(s['ci95'][1])}]"
+    return "—" if s["ci95"] is None else f"[{pts(s['ci95'][0])}, {pts(s['ci95'][1])}]"
 
 
 def _breakdown_table(title: str, rows: list[tuple[str, dict]]) -> list[str]:
     lines = [title, "", "| | Mean | SD | 95% CI |", "|:--|--:|--:|--:|"]
-    lines += [f"| {name} | {_pts(s['mean'])} | {_pts(s['sd'], False)} | {_ci(s)} |" for name, s in rows]
+    lines += [f"| {name} | {pts(s['mean'])} | {pts(s['sd'], False)} | {_ci(s)} |" for name, s in rows]
     return lines + [""]
 
 
@@ -388,7 +376,7 @@ def _evaluation_md(ev: Evaluation) -> list[str]:
     why = f" ({ev.delta_why})" if ev.delta_why else ""
     lines = [f"### {ev.name}: {ev.verdict}", "",
              f"*Claim*: {ev.statement}.", "",
-             f"*Comparison*: `{ev.model}` minus `{ev.ablation}`, metric `{ev.metric}`, delta {_pts(ev.delta, False)} "
+             f"*Comparison*: `{ev.model}` minus `{ev.ablation}`, metric `{ev.metric}`, delta {pts(ev.delta, False)} "
              f"points{why}, over {CONDITION_TEXT[ev.condition]}; per seed the targets of each source are averaged, "
              "then the sources; seeds are pairs.", "",
              f"*Verdict*: **{ev.verdict}** — {ev.reason}.", ""]
@@ -396,24 +384,24 @@ def _evaluation_md(ev: Evaluation) -> list[str]:
         return lines
     if ev.paper is not None:
         ours_a, ours_b = np.mean(ev.scores_model), np.mean(ev.scores_ablation)
-        lines += [f"*Paper vs ours*: the paper reports {_pts(ev.paper[0], False)} for `{ev.model}` and "
-                  f"{_pts(ev.paper[1], False)} without the component, a gap of {_pts(ev.paper[0] - ev.paper[1])} "
-                  f"points (its Table 3, on BCCD); ours: {_pts(ours_a, False)} vs {_pts(ours_b, False)}, a gap of "
-                  f"{_pts(ours_a - ours_b)} points (mean over seeds of the pooled scores; the like-for-like figure is "
+        lines += [f"*Paper vs ours*: the paper reports {pts(ev.paper[0], False)} for `{ev.model}` and "
+                  f"{pts(ev.paper[1], False)} without the component, a gap of {pts(ev.paper[0] - ev.paper[1])} "
+                  f"points (its Table 3, on BCCD); ours: {pts(ours_a, False)} vs {pts(ours_b, False)}, a gap of "
+                  f"{pts(ours_a - ours_b)} points (mean over seeds of the pooled scores; the like-for-like figure is "
                   "the BCCD row of the per-source table where BCCD is a source).", ""]
     d = ev.decision
     if d["mde_support"] is not None and ev.verdict != UNDECIDED:
-        need = "more than 1000" if d["seeds_needed"] is None else str(d["seeds_needed"])
+        need = f"more than {MAX_SEEDS}" if d["seeds_needed"] is None else str(d["seeds_needed"])
         lines += [f"*Power*: at alpha/{d['family_size']} = {d['planning_alpha']:.3g} and {ev.test['n']} seeds, "
-                  f"the test decides with 80% power a true difference >= {_pts(d['mde_support'])} (support) or <= "
-                  f"{_pts(d['mde_rule_out'])} points (rule out); at the observed mean and per-seed SD, {need} seeds "
+                  f"the test decides with 80% power a true difference >= {pts(d['mde_support'])} (support) or <= "
+                  f"{pts(d['mde_rule_out'])} points (rule out); at the observed mean and per-seed SD, {need} seeds "
                   "give 80% power.", ""]
     for label, note in (("Left out", ev.excluded_tasks), ("Note", ev.dropped_seeds)):
         if note:
             lines += [f"*{label}*: {note}.", ""]
     lines += [f"| Seed | {ev.model} | {ev.ablation} | Difference (points) |", "|--:|--:|--:|--:|"]
     for s, x, y in zip(ev.seeds, ev.scores_model, ev.scores_ablation):
-        lines.append(f"| {s} | {_pts(x, False)} | {_pts(y, False)} | {_pts(x - y)} |")
+        lines.append(f"| {s} | {pts(x, False)} | {pts(y, False)} | {pts(x - y)} |")
     lines.append("")
     pooled = ("pooled (the tested mean)", ev.per_source["pooled"])
     if len(ev.per_source["per_source"]) > 1:
@@ -430,19 +418,20 @@ def _evaluation_md(ev: Evaluation) -> list[str]:
 
 def _summary_rows(report: HypothesisReport) -> list[str]:
     lines = ["| Experiment | Hypothesis | Verdict | Mean diff | Per-seed SD | Seeds | One-sided 95% bounds | Delta "
-             "| Holm p | Seeds for 80% power |", "|:--|:--|:--|--:|--:|--:|--:|--:|--:|--:|"]
+             "| Holm p | Seeds for 80% power at the observed mean | Seeds to tell delta from 0 |",
+             "|:--|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for ex in report.experiments:
         where = f"{ex.protocol}/{ex.budget}{'' if ex.treatment == NO_TREATMENT else '/' + ex.treatment}"
         for ev in ex.evaluations:
             if ev.verdict == NOT_EVALUATED:
                 continue
             t, d = ev.test, ev.decision
-            bounds = "—" if t["lower_bound"] is None else f"[{_pts(t['lower_bound'])}, {_pts(t['upper_bound'])}]"
+            bounds = "—" if t["lower_bound"] is None else f"[{pts(t['lower_bound'])}, {pts(t['upper_bound'])}]"
             holm_p = "—" if d["p_adjusted"] is None else f"{d['p_adjusted']:.3g}"
-            need = "—" if t["sd_diff"] in (None, 0.0) else (
-                "> 1000" if d["seeds_needed"] is None else str(d["seeds_needed"]))
-            lines.append(f"| {where} | {ev.name} | {ev.verdict} | {_pts(t['mean_diff'])} | {_pts(t['sd_diff'], False)}"
-                         f" | {t['n']} | {bounds} | {_pts(ev.delta, False)} | {holm_p} | {need} |")
+            need, plan = ("—" if t["sd_diff"] in (None, 0.0) else f"> {MAX_SEEDS}" if n is None else str(n)
+                          for n in (d["seeds_needed"], d["seeds_delta_vs_zero"]))
+            lines.append(f"| {where} | {ev.name} | {ev.verdict} | {pts(t['mean_diff'])} | {pts(t['sd_diff'], False)}"
+                         f" | {t['n']} | {bounds} | {pts(ev.delta, False)} | {holm_p} | {need} | {plan} |")
     return lines
 
 

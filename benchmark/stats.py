@@ -14,6 +14,20 @@ difference is above delta and RULED OUT that the one-sided 95% upper bound is be
 UNDECIDED means the seeds cannot tell, and then the minimum detectable effect (MDE) and the
 seeds needed say how far the experiment is from deciding.
 
+Error rates: each one-sided test runs at the full alpha, so each verdict errs in its own
+direction with probability at most alpha (SUPPORTED when the true difference is <= delta, RULED
+OUT when it is >= delta). At a true difference of exactly delta both nulls hold, and *some*
+verdict comes out with probability up to 2 alpha (alpha each way). This is deliberate: the two
+verdicts are different claims, each is the one-sided 95% bound the benchmark's rule defines, and
+testing each side at alpha / 2 would cost power that a handful of seeds cannot spare, to guard
+only against a truth sitting exactly on the boundary.
+
+Planning figures (all at one-sided 80% power, see :class:`Decision`): the MDE at this n and the
+observed SD; the seeds needed were the observed mean the true one (|mean - delta| / SD, often
+"more than MAX_SEEDS" when the mean sits near delta); and the seeds needed to tell a true
+difference of delta from one of 0 at the observed SD (effect size delta / SD), the figure to
+plan a sweep with.
+
 Degenerate inputs are reported, not papered over: with one seed, or when every paired
 difference is the same (zero spread), no t-test exists; p-values are then None, ``note`` says
 why, and the outcome is UNDECIDED (never SUPPORTED).
@@ -96,22 +110,29 @@ def standardized_effect(n: int, alpha: float = 0.05) -> float:
     return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=POWER, alternative="larger"))
 
 
-def minimum_detectable_effect(n: int, sd: float, delta: float = 0.0, alpha: float = 0.05) -> float:
-    """Smallest true mean paired difference the one-sided shifted test detects with 80% power.
+def minimum_detectable_effect(n: int, sd: float, delta: float = 0.0, alpha: float = 0.05,
+                              side: str = "support") -> float:
+    """The true mean paired difference the one-sided shifted test decides with 80% power at ``n`` seeds.
 
     The test statistic is (mean - delta) / (sd / sqrt(n)), so its power depends on the
-    standardized distance d = (true mean - delta) / sd; hence MDE = delta + d * sd (raw units,
-    using the observed SD as the estimate of the true one). By symmetry the *below* test rules
-    out, with 80% power, any true difference at or under delta - d * sd."""
+    standardized distance d = |true mean - delta| / sd (:func:`standardized_effect`), using the
+    observed SD as the estimate of the true one. ``side`` "support": the smallest true difference
+    the *above* test SUPPORTS with 80% power, delta + d * sd; "rule_out": the largest one the
+    *below* test RULES OUT with 80% power, delta - d * sd (the same test mirrored)."""
+    if side not in ("support", "rule_out"):
+        raise BenchmarkError(f"minimum_detectable_effect: side must be 'support' or 'rule_out', got {side!r}")
     if n < 2:
         raise BenchmarkError(f"minimum_detectable_effect: needs at least 2 seeds, got {n}")
-    return float(delta + standardized_effect(n, alpha) * sd)
+    d = standardized_effect(n, alpha) * sd
+    return float(delta + d if side == "support" else delta - d)
 
 
 def seeds_for_power(effect: float, sd: float, alpha: float = 0.05, max_n: int = MAX_SEEDS) -> int | None:
     """Smallest number of seeds n >= 2 at which a one-sided paired t-test at ``alpha`` has 80% power
-    when the true mean difference lies ``effect`` away from delta and the differences scatter with
-    SD ``sd``; None when even ``max_n`` seeds fall short (including ``effect`` = 0).
+    when the true mean difference lies ``effect`` away from the null value it is tested against and
+    the differences scatter with SD ``sd`` (effect size |effect| / sd); None when even ``max_n``
+    seeds fall short (including ``effect`` = 0). :func:`decide` asks it with effect = observed mean
+    - delta (seeds needed) and with effect = delta (seeds to tell delta from 0).
 
     Power grows with n for a fixed effect, so the smallest such n is found by bisection on
     statsmodels' ``TTestPower``."""
@@ -216,11 +237,21 @@ class Decision:
     """The outcome of one hypothesis after the family's Holm correction, with its planning figures.
 
     ``planning_alpha`` = alpha / ``family_size``: the strictest step of Holm in this family, so the
-    planning figures hold whatever the other hypotheses show. ``mde_support``: smallest true
-    difference SUPPORTED with 80% power at this n and the observed SD (delta + d * SD);
-    ``mde_rule_out``: largest true difference RULED OUT with 80% power (delta - d * SD);
-    ``seeds_needed``: seeds giving 80% power to decide in the direction the data lean, were the
-    observed mean the true one (None: more than MAX_SEEDS, or not computable). None where untestable."""
+    planning figures hold whatever the other hypotheses show. All figures are for a one-sided
+    t-test at ``planning_alpha`` with 80% power, using the observed per-seed SD of the paired
+    differences as the true one; None where untestable (n < 2, zero spread).
+
+    - ``mde_support``: smallest true difference SUPPORTED at this n (delta + d * SD);
+      ``mde_rule_out``: largest true difference RULED OUT at this n (delta - d * SD);
+      d from :func:`standardized_effect`.
+    - ``seeds_needed``: seeds giving 80% power to decide in the direction the data lean, were the
+      observed mean the true one (effect size |mean - delta| / SD); None: more than MAX_SEEDS, which
+      is what it reads whenever the mean sits near delta.
+    - ``seeds_delta_vs_zero``: seeds to tell delta from 0 at the observed SD: the smallest n >= 2 with
+      P(T'(n - 1, sqrt(n) * delta / SD) > t(1 - planning_alpha, n - 1)) >= 0.8, T' the noncentral t;
+      about ((z(1 - planning_alpha) + z(0.8)) * SD / delta)^2 for large n. With that many seeds a
+      true difference of 0 is RULED OUT (and one of 2 delta SUPPORTED) with 80% power: the figure
+      to plan a sweep with. None: more than MAX_SEEDS."""
 
     outcome: str
     p_adjusted: float | None
@@ -229,50 +260,65 @@ class Decision:
     mde_support: float | None
     mde_rule_out: float | None
     seeds_needed: int | None
+    seeds_delta_vs_zero: int | None
     reason: str
 
 
-def _pt(x: float, signed: bool = True) -> str:
+def pts(x: float | None, signed: bool = True) -> str:
+    """A [0, 1] metric or difference in points (x 100), 2 decimals, signed unless ``signed`` is False; "—" for None.
+
+    The one formatter of points in the verdicts, used by :func:`decide` and the hypotheses report."""
+    if x is None:
+        return "—"
     v = round(x * POINTS_PER_UNIT, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
     return f"{v:+.2f}" if signed else f"{v:.2f}"
+
+
+def _seeds_text(n: int | None) -> str:
+    return f"about {n} seeds" if n is not None else f"more than {MAX_SEEDS} seeds"
 
 
 def decide(result: PairedTestResult, p_adjusted: float | None, family_size: int, alpha: float = 0.05) -> Decision:
     """SUPPORTED / RULED OUT / UNDECIDED from a test and its Holm-adjusted decisive p, reason in words.
 
     SUPPORTED iff the adjusted p < ``alpha`` and the data lean above delta; RULED OUT iff it is <
-    ``alpha`` and they lean below; otherwise (and always when untestable) UNDECIDED. Differences
-    are given in points (metric x 100), the unit in which the hypotheses state their thresholds."""
+    ``alpha`` and they lean below; otherwise (and always when untestable) UNDECIDED. Each direction
+    is tested at the full ``alpha``: at a true difference of exactly delta a verdict comes out with
+    probability up to 2 ``alpha`` (see the module docstring). Differences are given in points
+    (metric x 100), the unit in which the hypotheses state their thresholds."""
     if family_size < 1:
         raise BenchmarkError(f"decide: the family must hold at least this hypothesis, got size {family_size}")
     level = alpha / family_size
-    delta = _pt(result.delta, False)
-    sd = "—" if result.sd_diff is None else _pt(result.sd_diff, False)
-    head = f"mean {_pt(result.mean_diff)} points, per-seed SD {sd} points, {result.n} seeds"
+    delta = pts(result.delta, False)
+    head = (f"mean {pts(result.mean_diff)} points, per-seed SD {pts(result.sd_diff, False)} "
+            f"points, {result.n} seeds")
     if result.decisive_p is None or p_adjusted is None:
         reason = f"{head}; untestable: {result.note or 'no p-value'}; it counts in the Holm family as p = 1"
-        return Decision(UNDECIDED, None, family_size, level, None, None, None, reason)
-    d = standardized_effect(result.n, level)
-    mde_support, mde_rule_out = result.delta + d * result.sd_diff, result.delta - d * result.sd_diff
+        return Decision(UNDECIDED, None, family_size, level, None, None, None, None, reason)
+    mde_support, mde_rule_out = (minimum_detectable_effect(result.n, result.sd_diff, result.delta, level, side)
+                                 for side in ("support", "rule_out"))
     seeds = seeds_for_power(result.mean_diff - result.delta, result.sd_diff, level)
+    delta_vs_zero = seeds_for_power(result.delta, result.sd_diff, level)
     above = result.p_shifted <= result.p_below
-    bounds = (f"one-sided {1 - result.alpha:.0%} bounds [{_pt(result.lower_bound)}, {_pt(result.upper_bound)}] "
-              f"around delta {delta}")
+    bounds = (f"one-sided {1 - result.alpha:.0%} bounds [{pts(result.lower_bound)}, "
+              f"{pts(result.upper_bound)}] around delta {delta}")
     tests = (f"p(H0: diff <= {delta})={result.p_shifted:.3g}, p(H0: diff >= {delta})={result.p_below:.3g}, "
              f"Holm-adjusted decisive p={p_adjusted:.3g} (family of {family_size}); "
              f"plain test vs 0 p={result.p_zero:.3g}")
+    plan = (f"seeds to tell delta from 0 at the observed SD: {_seeds_text(delta_vs_zero)} would tell a true "
+            f"difference of {delta} points from one of 0 with 80% power at alpha/{family_size} = {level:.3g}")
     if p_adjusted < alpha:
         outcome = SUPPORTED if above else RULED_OUT
         what = ("the gain exceeds delta" if above else "a gain of delta or more is excluded")
-        reason = f"{head}; {bounds}: {what}; {tests}"
+        reason = f"{head}; {bounds}: {what}; {tests}; {plan}"
     else:
         outcome = UNDECIDED
-        need = f"about {seeds} seeds" if seeds is not None else f"more than {MAX_SEEDS} seeds"
         reason = (f"{head}; {bounds}; {tests}; at alpha/{family_size} = {level:.3g} and {result.n} seeds this test "
-                  f"decides with 80% power only a true difference >= {_pt(mde_support)} (support) or <= "
-                  f"{_pt(mde_rule_out)} (rule out) points; were the observed mean the true one, {need} would "
-                  f"give 80% power to {'support' if above else 'rule out'} the claim")
-    return Decision(outcome, p_adjusted, family_size, level, mde_support, mde_rule_out, seeds, reason)
+                  f"decides with 80% power only a true difference >= {pts(mde_support)} (support) or <= "
+                  f"{pts(mde_rule_out)} (rule out) points; were the observed mean the true one, "
+                  f"{_seeds_text(seeds)} would give 80% power to {'support' if above else 'rule out'} the claim; "
+                  f"{plan}")
+    return Decision(outcome, p_adjusted, family_size, level, mde_support, mde_rule_out, seeds, delta_vs_zero, reason)
 
 
 @dataclass(frozen=True)

@@ -175,16 +175,46 @@ def _check_unique(df: pd.DataFrame) -> None:
         )
 
 
+def check_split_hashes(df: pd.DataFrame) -> None:
+    """Every row of one (protocol, source, seed) must carry one split hash.
+
+    The split depends only on the protocol, the source and the seed (budget, model and treatment do
+    not change it), and every paired comparison of the reports pairs on the seed: the hypotheses,
+    the tables' paired differences, gains over a floor and treatment effects. Two hashes for one
+    seed mean some job ran on another data version or protocol definition, and its pairs would
+    compare data, not models."""
+    key = ["protocol", "source", "seed"]
+    counts = df.groupby(key, sort=True)["split_hash"].nunique()
+    bad = counts[counts > 1]
+    if bad.empty:
+        return
+    protocol, source, seed = bad.index[0]
+    rows = df[(df["protocol"] == protocol) & (df["source"] == source) & (df["seed"] == seed)]
+    first_job = rows.groupby("split_hash", sort=True)["job_id"].min()
+    hashes = ", ".join(f"split hash {h} (e.g. job {job})" for h, job in first_job.items())
+    more = f"; {len(bad) - 1} more (protocol, source, seed) mismatch(es)" if len(bad) > 1 else ""
+    raise BenchmarkError(
+        f"protocol {protocol}, source {source}, seed {seed}: its jobs ran on different splits: {hashes}{more}; "
+        "the split depends only on protocol, source and seed, so every job of a seed must share it for paired "
+        "comparisons to compare models, not data: rerun the jobs of the stale hash on the current data (delete "
+        "their job directories)"
+    )
+
+
 def canonical(df: pd.DataFrame) -> pd.DataFrame:
     """Rows in the canonical order, so nothing downstream depends on the order rows came in."""
     return df.sort_values(SORT_KEYS, kind="mergesort").reset_index(drop=True)
 
 
 def build_summary(out_dir: Path) -> pd.DataFrame:
-    """One row per completed job x target with every scalar metric (NaN where not applicable)."""
+    """One row per completed job x target with every scalar metric (NaN where not applicable).
+
+    Checked before any report sees it: one job per model, seed and conditions, and one split hash
+    per (protocol, source, seed) (:func:`check_split_hashes`)."""
     rows = [r for job in require_jobs(Path(out_dir)) for r in job_rows(job)]
     df = pd.DataFrame(rows, columns=list(COLUMNS)).astype(_DTYPES)
     _check_unique(df)
+    check_split_hashes(df)
     return canonical(df)
 
 
@@ -194,7 +224,8 @@ def write_summary(df: pd.DataFrame, path: Path) -> Path:
 
 
 def read_summary(path: Path) -> pd.DataFrame:
-    """``summary.csv`` back into the DataFrame :func:`build_summary` made (same dtypes)."""
+    """``summary.csv`` back into the DataFrame :func:`build_summary` made (same dtypes), split hashes
+    checked as there (:func:`check_split_hashes`)."""
     try:
         df = pd.read_csv(path, dtype={k: v for k, v in _DTYPES.items() if v is str}, keep_default_na=False,
                          na_values={c: [""] for c in _DTYPES if _DTYPES[c] == "float64"})
@@ -203,7 +234,9 @@ def read_summary(path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise BenchmarkError(f"{path}: missing columns {missing}; rebuild it with `report`")
-    return canonical(df[list(COLUMNS)].astype(_DTYPES))
+    df = df[list(COLUMNS)].astype(_DTYPES)
+    check_split_hashes(df)
+    return canonical(df)
 
 
 def main_report(out_dir: Path) -> int:

@@ -22,7 +22,7 @@ from benchmark.claims import claims_tables
 from benchmark.hypotheses import HYPOTHESES, NOT_EVALUATED, PRIMARY, TREATED, evaluate_all, main_hypotheses, \
     render_markdown
 from benchmark.stats import RULED_OUT, SUPPORTED, UNDECIDED, holm
-from benchmark.summary import build_summary, completed_job_dirs, main_report, read_summary
+from benchmark.summary import build_summary, completed_job_dirs, main_report, read_summary, write_summary
 from benchmark.tables import build_tables, main_comparison, per_domain, render_markdown as tables_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,14 +279,41 @@ def test_a_claim_ruled_out_is_reported_so(summary):
     assert "### H1: RULED OUT" in md and "a gain of delta or more is excluded" in md and "*Power*: at alpha/4" in md
 
 
-def test_pairs_from_different_splits_are_an_error(summary):
-    bad = summary.copy()
-    hit = (bad["model"] == "sg_cldff_no_align") & (bad["seed"] == 1) & (bad["source"] == "alt")
-    bad.loc[hit, "split_hash"] = "0123456789abcdef"
-    good = summary.loc[hit.idxmax(), "split_hash"]
-    with pytest.raises(BenchmarkError, match=rf"sg_cldff \(split hash {good}\) and sg_cldff_no_align \(split hash "
-                                             r"0123456789abcdef\).* seed 1, source alt"):
-        evaluate_all(bad)
+def _job_dir(root: Path, protocol: str, model: str, source: str, seed: int) -> Path:
+    for job in completed_job_dirs(root):
+        cfg = json.loads((job / "config.json").read_text())
+        if (cfg["protocol"], cfg["model"], cfg.get("treatment", "none"), cfg["source"], cfg["seed"]) == \
+                (protocol, model, "none", source, seed):
+            return job
+    raise AssertionError(f"no fixture job {protocol} {model} {source} seed {seed}")
+
+
+@pytest.mark.parametrize("model", ["sg_cldff_no_align",  # a hypothesis pair (H1)
+                                   "constant_mask"])  # a floor: the tables' gain over it pairs on seed too
+def test_jobs_of_one_seed_on_different_splits_are_an_error(tmp_path, summary, model):
+    shutil.copytree(FIXTURE / "jobs", tmp_path / "jobs")
+    job = _job_dir(tmp_path, "cross_stain", model, "alt", 1)
+    cfg = json.loads((job / "config.json").read_text())
+    good, cfg["split_hash"] = cfg["split_hash"], "0123456789abcdef"
+    (job / "config.json").write_text(json.dumps(cfg))
+    same_seed = summary[(summary["protocol"] == "cross_stain") & (summary["source"] == "alt") & (summary["seed"] == 1)]
+    other_job = min(set(same_seed["job_id"]) - {cfg["job_id"]})
+    assert set(same_seed["split_hash"]) == {good}
+    message = (rf"protocol cross_stain, source alt, seed 1: its jobs ran on different splits: split hash "
+               rf"0123456789abcdef \(e.g. job {cfg['job_id']}\), split hash {good} \(e.g. job {other_job}\)")
+    with pytest.raises(BenchmarkError, match=message):
+        build_summary(tmp_path)
+    bad = summary.copy()  # the same from a summary.csv: every report reads one of the two
+    bad.loc[bad["job_id"] == cfg["job_id"], "split_hash"] = "0123456789abcdef"
+    write_summary(bad, tmp_path / "summary.csv")
+    with pytest.raises(BenchmarkError, match=message):
+        read_summary(tmp_path / "summary.csv")
+
+
+def test_a_split_is_one_per_protocol_source_and_seed_whatever_the_model_or_treatment(summary):
+    """The rule the check enforces holds in the fixture, across models, treatments and floors."""
+    assert (summary.groupby(["protocol", "source", "seed"])["split_hash"].nunique() == 1).all()
+    assert summary["treatment"].nunique() > 1 and summary["model"].nunique() > 4
 
 
 @pytest.mark.parametrize(
@@ -308,7 +335,21 @@ def test_hypotheses_markdown_states_the_power_limit_and_the_rule(report):
     md = (report / "hypotheses.md").read_text()
     assert "With 5 seeds this test can only decide a large, steady effect" in md
     assert "the one-sided 95% upper bound is below delta" in md and "corrected separately" in md
-    assert "| Seeds for 80% power |" in md
+    assert "| Seeds for 80% power at the observed mean | Seeds to tell delta from 0 |" in md
+    assert "one of the two verdicts comes out with probability up to 2 x 0.05 = 0.1" in md  # the 2 alpha, stated
+    assert "**Seeds to tell delta from 0**" in md and "noncentrality √n · delta / SD" in md
+
+
+def test_seeds_to_tell_delta_from_zero_in_the_table_and_the_verdict(report, summary):
+    md = (report / "hypotheses.md").read_text()
+    h1 = _verdicts(summary)["H1"]
+    n = h1.decision["seeds_delta_vs_zero"]
+    assert n is not None and h1.decision["seeds_needed"] != n
+    row = next(line for line in md.splitlines() if line.startswith("| cross_stain/tiny | H1 |"))
+    assert row.endswith(f"| {n} |")
+    assert f"seeds to tell delta from 0 at the observed SD: about {n} seeds would tell a true difference of 2.00" \
+           in h1.reason
+    assert f"*Verdict*: **{h1.verdict}** — {h1.reason}." in md
 
 
 def test_claims_table_puts_the_paper_beside_within_dataset_bccd(summary):

@@ -61,6 +61,18 @@ def test_mde_monotone_in_n():
         minimum_detectable_effect(1, 0.01)
 
 
+@pytest.mark.parametrize("n", [2, 5, 10])
+def test_rule_out_mde_mirrors_support_and_has_80_percent_power(n):
+    sd, delta, alpha = 0.01, 0.02, 0.05
+    mde = minimum_detectable_effect(n, sd, delta, alpha, side="rule_out")
+    assert delta - mde == pytest.approx(minimum_detectable_effect(n, sd, delta, alpha) - delta)
+    # power of the below test (H0: diff >= delta) when the true mean difference is the rule-out MDE
+    power = stats.nct.cdf(-stats.t.ppf(1 - alpha, n - 1), n - 1, (mde - delta) / sd * np.sqrt(n))
+    assert power == pytest.approx(0.8, abs=1e-3)
+    with pytest.raises(BenchmarkError, match="side"):
+        minimum_detectable_effect(n, sd, delta, alpha, side="below")
+
+
 def test_shifted_null_calibration_and_power_by_simulation():
     rng = np.random.default_rng(12345)
     experiments, seeds, delta, sd = 2000, 5, 0.02, 0.015
@@ -76,6 +88,22 @@ def test_shifted_null_calibration_and_power_by_simulation():
         assert one.p_shifted == pytest.approx(p_null[i])
 
 
+def test_at_a_true_difference_of_delta_each_verdict_comes_out_at_alpha_and_some_verdict_at_2_alpha():
+    """The documented error rates: each direction at alpha, so 2 alpha in all when the truth sits on delta."""
+    rng = np.random.default_rng(2024)
+    experiments, seeds, delta, sd = 6000, 5, 0.02, 0.015
+    b = 0.75 + rng.normal(0.0, 0.03, (experiments, seeds))
+    a = b + delta + rng.normal(0.0, sd, (experiments, seeds))
+    p_above = shifted_null_pvalue(a, b, delta)
+    supported, ruled_out = np.mean(p_above < 0.05), np.mean(1.0 - p_above < 0.05)  # p_below = 1 - p_above
+    assert 0.04 <= supported <= 0.06 and 0.04 <= ruled_out <= 0.06
+    assert 0.085 <= supported + ruled_out <= 0.115
+    for i in range(20):  # decide follows the same rule
+        r = paired_shifted_test(a[i], b[i], delta)
+        expected = SUPPORTED if p_above[i] < 0.05 else RULED_OUT if 1.0 - p_above[i] < 0.05 else UNDECIDED
+        assert decide(r, r.decisive_p, 1).outcome == expected
+
+
 @pytest.mark.filterwarnings("error")  # degenerate cases must not reach scipy's divide-by-zero paths
 def test_degenerate_inputs_are_undecided_never_supported():
     one = paired_shifted_test(np.array([0.9]), np.array([0.5]), delta=0.02)
@@ -87,7 +115,7 @@ def test_degenerate_inputs_are_undecided_never_supported():
     for r in (one, flat):
         d = decide(r, holm({"H": r.decisive_p})["H"], family_size=1)
         assert d.outcome == UNDECIDED and "untestable" in d.reason and "p = 1" in d.reason
-        assert d.mde_support is None and d.seeds_needed is None
+        assert d.mde_support is None and d.seeds_needed is None and d.seeds_delta_vs_zero is None
     assert tost_noninferiority(B + 0.001, B).p is None
 
 
@@ -142,7 +170,9 @@ def test_each_outcome_on_hand_made_differences():
     assert d.outcome == RULED_OUT and r.upper_bound < 0.02 and "a gain of delta or more is excluded" in d.reason
     r, d = _decided(np.array([0.05, -0.03, 0.08, -0.01, 0.04]))
     assert d.outcome == UNDECIDED and r.lower_bound < 0.02 < r.upper_bound
-    for piece in ("per-seed SD", "80% power", "(support)", "(rule out)", f"about {d.seeds_needed} seeds"):
+    for piece in ("per-seed SD", "80% power", "(support)", "(rule out)", f"about {d.seeds_needed} seeds",
+                  f"seeds to tell delta from 0 at the observed SD: about {d.seeds_delta_vs_zero} seeds would tell a "
+                  "true difference of 2.00 points from one of 0"):
         assert piece in d.reason, piece
     r, d = _decided(np.full(5, 0.001))
     assert d.outcome == UNDECIDED and "zero spread" in d.reason  # untestable: never a verdict either way
@@ -170,8 +200,10 @@ def test_planning_figures_use_the_strictest_holm_step():
     r, d = _decided(np.array([0.05, -0.03, 0.08, -0.01, 0.04]), family_size=4)
     assert d.planning_alpha == pytest.approx(0.0125)
     assert d.mde_support == pytest.approx(minimum_detectable_effect(5, r.sd_diff, 0.02, 0.0125))
+    assert d.mde_rule_out == pytest.approx(minimum_detectable_effect(5, r.sd_diff, 0.02, 0.0125, "rule_out"))
     assert d.mde_support - 0.02 == pytest.approx(0.02 - d.mde_rule_out)
     assert d.seeds_needed == seeds_for_power(r.mean_diff - 0.02, r.sd_diff, 0.0125)
+    assert d.seeds_delta_vs_zero == _brute_force_seeds(0.02, r.sd_diff, 0.0125)
     with pytest.raises(BenchmarkError, match="family"):
         decide(r, 0.5, family_size=0)
 
@@ -219,3 +251,46 @@ def test_seeds_by_tasks_summary():
         seeds_by_tasks_summary(np.array([[np.nan, 1.0]]))
     with pytest.raises(BenchmarkError, match="1 task names for 2 tasks"):
         seeds_by_tasks_summary(scores, ["iou"])
+
+
+@pytest.mark.parametrize("delta, diffs, family_size", [
+    (0.02, np.array([0.05, -0.03, 0.08, -0.01, 0.04]), 1),  # UNDECIDED, mean near delta
+    (0.02, np.array([0.019, 0.022, 0.021, 0.018, 0.020]), 4),  # mean on delta: seeds needed > MAX_SEEDS
+    (0.015, np.array([0.061, 0.058, 0.064, 0.060, 0.057]), 2),  # SUPPORTED
+    (0.0135, np.array([-0.004, 0.001, -0.010, 0.003, -0.006]), 1),  # RULED OUT
+    (0.02, np.array([0.9, -0.8, 0.7, -0.9, 0.8]), 1),  # SD 40x delta: beyond MAX_SEEDS
+])
+def test_seeds_to_tell_delta_from_zero_match_a_brute_force_power_loop(delta, diffs, family_size):
+    """Smallest n at which a one-sided t-test at alpha/m has 80% power for the effect size delta / SD."""
+    r, d = _decided(diffs, delta, family_size)
+    alpha = 0.05 / family_size
+    brute = None
+    for n in range(2, MAX_SEEDS + 1):
+        if TTestPower().power(effect_size=delta / r.sd_diff, nobs=n, alpha=alpha, alternative="larger") >= 0.8:
+            brute = n
+            break
+    assert d.seeds_delta_vs_zero == brute
+    need = "more than 1000 seeds" if brute is None else f"about {brute} seeds"
+    assert f"seeds to tell delta from 0 at the observed SD: {need}" in d.reason
+    if brute is not None and brute > 2:  # independently: the noncentral t gives >= 80% at n, less at n - 1
+        power = [stats.nct.sf(stats.t.ppf(1 - alpha, k - 1), k - 1, delta / r.sd_diff * np.sqrt(k))
+                 for k in (brute - 1, brute)]
+        assert power[0] < 0.8 <= power[1]
+
+
+def test_seeds_to_tell_delta_from_zero_rule_out_a_null_effect_4_times_in_5():
+    """What the figure promises, by simulation: with that many seeds and no effect at all, RULED OUT in ~80%."""
+    delta, sd = 0.02, 0.025
+    x = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    r, d = _decided(x * sd / np.std(x, ddof=1), delta)  # observed mean 0, observed SD exactly sd
+    assert r.sd_diff == pytest.approx(sd)
+    n = d.seeds_delta_vs_zero
+    assert n is not None and 5 < n < 60
+    rng = np.random.default_rng(99)
+    b = 0.75 + rng.normal(0.0, 0.03, (4000, n))
+    a = b + rng.normal(0.0, sd, (4000, n))  # true difference 0
+    for k in (n, n - 1):
+        ruled_out = np.mean(1.0 - shifted_null_pvalue(a[:, :k], b[:, :k], delta) < 0.05)  # p_below < alpha
+        power = TTestPower().power(effect_size=delta / sd, nobs=k, alpha=0.05, alternative="larger")
+        assert ruled_out == pytest.approx(power, abs=0.025), (k, ruled_out, power)
+        assert (power >= 0.8) == (k == n)
