@@ -6,9 +6,9 @@
 Each setting is one training configuration (SG-CLDFF decoder, cpu-budget schedule, selection rule)
 run through the ordinary runner into ``<out>/<setting>/<protocol>`` (so it resumes), then the
 figures the verdicts hang on are printed: per model, in-domain and shifted IoU / macro-F1 (mean
-and SD over seeds) with the predicted-to-true WBC area ratio; per hypothesis pair, the per-seed
-paired differences, their mean and SD. H1 uses the cross-stain targets (``restain:*``, ``hed:*``),
-H2 every shifted target, both averaged per seed over sources and targets as the report does.
+and SD over seeds) with the predicted-to-true WBC area ratio; per hypothesis, the per-seed paired
+differences, their mean and SD, and the verdict, computed by ``benchmark.hypotheses`` exactly as
+``hypotheses.md`` does (so the figures quoted in docs/decisions.md are the report's).
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from benchmark.budgets import get_budget
+from benchmark.hypotheses import evaluate_all
 from benchmark.metrics import rle_to_mask
 from benchmark.runner import Sweep, default_workers, run_sweep
 from benchmark.summary import build_summary, completed_job_dirs
@@ -32,8 +32,6 @@ SETTINGS: dict[str, tuple[dict, dict]] = {
     "local": ({"decoder": "local"}, {"selection": "best"}),
     "local_last": ({"decoder": "local"}, {"selection": "last"}),
 }
-PAIRS = {"H1": ("sg_cldff", "sg_cldff_no_align", "iou", "cross_stain"),
-         "H2": ("sg_cldff", "sg_cldff_no_cldff", "macro_f1", "shifted")}
 
 
 def _seeds(text: str) -> list[int]:
@@ -54,17 +52,6 @@ def area_ratio(job_dir: Path) -> dict[str, float]:
             pred[r["target"]] = pred.get(r["target"], 0) + int((rle_to_mask(r["pred_mask"]) > 0).sum())
             true[r["target"]] = true.get(r["target"], 0) + int((rle_to_mask(r["true_mask"]) > 0).sum())
     return {t: pred[t] / true[t] for t in pred if true[t]}
-
-
-def condition_rows(df: pd.DataFrame, condition: str) -> pd.DataFrame:
-    if condition == "cross_stain":
-        return df[df["target"].str.startswith(("restain:", "hed:"))]
-    return df[df["shifted"]]
-
-
-def per_seed(df: pd.DataFrame, model: str, metric: str, condition: str) -> pd.Series:
-    rows = condition_rows(df[df["model"] == model], condition)
-    return rows.groupby(["seed", "source"])[metric].mean().groupby("seed").mean()
 
 
 def report(out: Path) -> None:
@@ -88,12 +75,14 @@ def report(out: Path) -> None:
         sh = [x for flag, x in r if not flag]
         cells.append(f"{np.mean(ind):.2f} / {np.mean(sh):.2f}" if ind and sh else "n/a")
         print(f"| {model} | " + " | ".join(cells) + " |")
-    for name, (a, b, metric, condition) in PAIRS.items():
-        if not {a, b} <= set(df["model"]):
-            continue
-        d = (per_seed(df, a, metric, condition) - per_seed(df, b, metric, condition)).dropna() * 100
-        print(f"{name} ({a} - {b}, {metric}, {condition}): per seed {', '.join(f'{x:+.2f}' for x in d)}; "
-              f"mean {d.mean():+.2f}, SD {d.std(ddof=1):.2f} points over {len(d)} seeds")
+    for ex in evaluate_all(df).experiments:  # the hypotheses exactly as the report decides them
+        for ev in ex.evaluations:
+            if ev.test is None:
+                continue
+            d = [100 * (x - y) for x, y in zip(ev.scores_model, ev.scores_ablation)]
+            print(f"{ev.name} ({ev.model} - {ev.ablation}, {ev.metric}): per seed {', '.join(f'{x:+.2f}' for x in d)}; "
+                  f"mean {100 * ev.test['mean_diff']:+.2f}, SD {100 * ev.test['sd_diff']:.2f} points over "
+                  f"{ev.test['n']} seeds; {ev.verdict}")
 
 
 def main() -> None:
