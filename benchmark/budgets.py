@@ -53,6 +53,10 @@ BUDGETS: dict[str, Budget] = {
     # SD 2.84 -> 1.08 points for H1, 3.52 -> 1.52 for H2, Zheng D1, seeds 0-4).
     "cpu": Budget("cpu", img_size=64, epochs=20, batch_size=8, lr=1e-3, lr_step_epochs=14, lr_gamma=0.1,
                   patience=20, explain_images=32, selection="last"),
+    # The cpu recipe at 128 px: F3 is 8x8, so the Swin stage has 2x2 shifted 4x4 windows instead of
+    # one global 4x4 window at 64 px; ~4x the cost. It checks whether the verdicts depend on the regime.
+    "cpu128": Budget("cpu128", img_size=128, epochs=20, batch_size=8, lr=1e-3, lr_step_epochs=14, lr_gamma=0.1,
+                     patience=20, explain_images=32, selection="last"),
     "paper": Budget("paper", img_size=224, epochs=100, batch_size=32, lr=4e-4, lr_step_epochs=30, lr_gamma=0.1,
                     patience=10, explain_images=64),
 }

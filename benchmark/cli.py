@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from benchmark.budgets import BUDGETS
 from benchmark.errors import BenchmarkError
 
 
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train every (model, source, seed) job of a protocol; resumes, skipping done jobs")
     r.add_argument("--protocol", required=True)
     r.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
-    r.add_argument("--budget", choices=["smoke", "cpu", "paper"], help="default: paper on a GPU, cpu otherwise")
+    r.add_argument("--budget", choices=list(BUDGETS), help="default: paper on a GPU, cpu otherwise")
     r.add_argument("--models", help="comma-separated names, or 'all' (default: the four SG-CLDFF variants); "
                    "the training-free floors constant_mask and majority_class are always added")
     r.add_argument("--treatments", help="stain treatments, comma-separated or 'all' (default: none); "

@@ -292,3 +292,16 @@ def test_class_weights_change_the_classification_loss() -> None:
         _, parts = model.loss(out, batch)
     expected = F.cross_entropy(out.class_logits, batch["label"], weight=torch.arange(1.0, K + 1))
     assert parts["ce"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_swin_stage_is_one_global_window_at_the_cpu_size_and_shifted_windows_at_cpu128():
+    """The regime question of the cpu budget: at 64 px F3 is 4x4, one window, no shift; the
+    cpu128 budget gives F3 8x8 with 2x2 windows, the second block shifted."""
+    from benchmark.budgets import get_budget
+
+    def windows(size: int) -> list[tuple]:
+        blocks = create_model("sg_cldff", img_size=size).backbone.stage3.blocks
+        return [(tuple(b.window_size), tuple(b.shift_size)) for b in blocks]
+
+    assert windows(get_budget("cpu").img_size) == [((4, 4), (0, 0)), ((4, 4), (0, 0))]
+    assert windows(get_budget("cpu128").img_size) == [((4, 4), (0, 0)), ((4, 4), (2, 2))]
