@@ -20,7 +20,7 @@ RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) \
 	$(if $(TREATMENTS),--treatments $(TREATMENTS)) $(if $(SOURCES),--sources $(SOURCES)) \
 	$(if $(PRETRAINED),--pretrained)
 
-.PHONY: install lock test data benchmark report cross-dataset-cpu
+.PHONY: install lock test data benchmark report cross-dataset-cpu cross-stain-128 within-dataset-bccd-cpu
 
 install: $(VENV)/.installed
 
@@ -71,3 +71,15 @@ CROSS_DATASET_CPU_MODELS := sg_cldff,sg_cldff_no_saliency,sg_cldff_no_align,sg_c
 cross-dataset-cpu: install
 	$(MAKE) benchmark PROTOCOL=cross_dataset BUDGET=cpu SOURCES=zheng_d1 MODELS=sg_cldff,unet TREATMENTS=all
 	$(MAKE) benchmark PROTOCOL=cross_dataset BUDGET=cpu SOURCES=zheng_d1 MODELS=$(CROSS_DATASET_CPU_MODELS)
+
+# The regime check of the cpu budget (issue 9): the same recipe at 128 px, where SG-CLDFF's Swin
+# stage has shifted windows (F3 8x8) instead of one global 4x4 window; H1/H2 models only, source
+# Zheng D1, in its own folder so its verdicts sit beside the 64 px ones.
+cross-stain-128: install
+	$(MAKE) benchmark PROTOCOL=cross_stain BUDGET=cpu128 SOURCES=zheng_d1 \
+		MODELS=sg_cldff,sg_cldff_no_align,sg_cldff_no_cldff OUT=results/cross_stain_128
+
+# The paper's Table 3 claims (H3/H4) and the claims table: every model within BCCD, the one paper
+# dataset we hold (resnext_cc_small stands in for the full ResNeXt-CC, as in cross-dataset-cpu).
+within-dataset-bccd-cpu: install
+	$(MAKE) benchmark PROTOCOL=within_dataset BUDGET=cpu SOURCES=bccd MODELS=$(CROSS_DATASET_CPU_MODELS)
