@@ -31,6 +31,7 @@ SETTINGS: dict[str, tuple[dict, dict]] = {
     "fused": ({"decoder": "fused"}, {"selection": "best"}),
     "local": ({"decoder": "local"}, {"selection": "best"}),
     "local_last": ({"decoder": "local"}, {"selection": "last"}),
+    "fused_last": ({"decoder": "fused"}, {"selection": "last"}),
 }
 
 
