@@ -32,6 +32,7 @@ SETTINGS: dict[str, tuple[dict, dict]] = {
     "local": ({"decoder": "local"}, {"selection": "best"}),
     "local_last": ({"decoder": "local"}, {"selection": "last"}),
     "fused_last": ({"decoder": "fused"}, {"selection": "last"}),
+    "local_last_128": ({"decoder": "local"}, {"selection": "last", "img_size": 128}),
 }
 
 
