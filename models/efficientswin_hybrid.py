@@ -12,7 +12,7 @@ from functools import partial
 from typing import Callable
 
 import torch
-from timm.layers import ConvNormAct
+from timm.layers import ConvNormAct, GroupNorm
 from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedResidual, SqueezeExcite
 from timm.models.swin_transformer import SwinTransformerStage
 from torch import nn
@@ -27,6 +27,24 @@ MBCONV_EXPANSION = 4
 """Inverted-residual expansion ratio (EfficientNet uses 6; 4 keeps the CPU budget fast)."""
 SE_RATIO = 0.25
 """Squeeze-excite reduction relative to the block input, as in EfficientNet."""
+NORMS = ("batch", "group")
+"""``batch``: BatchNorm, as in EfficientNet (default); ``group``: GroupNorm with NORM_GROUPS groups,
+which keeps no running statistics of the training stain (a candidate cause of the shift gap)."""
+NORM_GROUPS = 8
+
+
+def norm_layer_for(norm: str) -> type[nn.Module] | partial:
+    """The timm ``norm_layer`` for a NORMS name (timm pairs it with the block's activation)."""
+    if norm not in NORMS:
+        raise BenchmarkError(f"unknown norm '{norm}'; valid: {', '.join(NORMS)}")
+    return nn.BatchNorm2d if norm == "batch" else partial(GroupNorm, num_groups=NORM_GROUPS)
+
+
+def check_group_channels(norm: str, owner: str, channels: tuple[int, ...]) -> None:
+    """GroupNorm needs every normalized width divisible by NORM_GROUPS; say which one is not."""
+    bad = [c for c in channels if c % NORM_GROUPS]
+    if norm == "group" and bad:
+        raise BenchmarkError(f"{owner}: norm='group' needs widths divisible by {NORM_GROUPS}, got {bad}")
 
 
 def window_for(feature_size: int) -> int:
@@ -34,7 +52,7 @@ def window_for(feature_size: int) -> int:
     return max(w for w in range(1, min(MAX_WINDOW, feature_size) + 1) if feature_size % w == 0)
 
 
-def _mbconv(in_chs: int, out_chs: int, stride: int) -> InvertedResidual:
+def _mbconv(in_chs: int, out_chs: int, stride: int, norm: str, squeeze_excite: bool) -> InvertedResidual:
     return InvertedResidual(
         in_chs,
         out_chs,
@@ -42,13 +60,17 @@ def _mbconv(in_chs: int, out_chs: int, stride: int) -> InvertedResidual:
         stride=stride,
         exp_ratio=MBCONV_EXPANSION,
         act_layer=nn.SiLU,
-        se_layer=partial(SqueezeExcite, rd_ratio=SE_RATIO / MBCONV_EXPANSION),
+        norm_layer=norm_layer_for(norm),
+        se_layer=partial(SqueezeExcite, rd_ratio=SE_RATIO / MBCONV_EXPANSION) if squeeze_excite else None,
     )
 
 
-def _mbconv_stage(in_chs: int, out_chs: int, depth: int) -> nn.Sequential:
+def _mbconv_stage(in_chs: int, out_chs: int, depth: int, norm: str, squeeze_excite: bool) -> nn.Sequential:
     """First block halves the resolution and changes width; the rest are residual."""
-    return nn.Sequential(_mbconv(in_chs, out_chs, 2), *[_mbconv(out_chs, out_chs, 1) for _ in range(depth - 1)])
+    return nn.Sequential(
+        _mbconv(in_chs, out_chs, 2, norm, squeeze_excite),
+        *[_mbconv(out_chs, out_chs, 1, norm, squeeze_excite) for _ in range(depth - 1)],
+    )
 
 
 class EfficientSwinHybrid(nn.Module):
@@ -56,7 +78,8 @@ class EfficientSwinHybrid(nn.Module):
 
     ``depths`` = blocks per stage (F1, F2, F3). ``img_size`` fixes the Swin stage's resolution
     and window (timm precomputes the shifted-window mask for one resolution), so the input must
-    be square with that size, a multiple of 16.
+    be square with that size, a multiple of 16. ``norm`` (NORMS) and ``squeeze_excite`` are
+    investigation switches for the convolutional stages (issue 9); the defaults are EfficientNet's.
     """
 
     def __init__(
@@ -65,6 +88,8 @@ class EfficientSwinHybrid(nn.Module):
         depths: tuple[int, int, int] = (2, 2, 2),
         width_mult: float = 1.0,
         drop_path_rate: float = 0.0,
+        norm: str = "batch",
+        squeeze_excite: bool = True,
     ) -> None:
         super().__init__()
         if img_size % 16 or img_size < 32:
@@ -74,17 +99,19 @@ class EfficientSwinHybrid(nn.Module):
         stem = max(8, int(round(32 * width_mult)))
         c1, c2 = (max(8, int(round(c * width_mult))) for c in (64, 128))
         c3 = max(1, int(round(256 * width_mult / HEAD_DIM))) * HEAD_DIM  # whole attention heads
+        norm_layer = norm_layer_for(norm)
+        check_group_channels(norm, "EfficientSwin backbone", (stem, c1, c2))
         self.img_size = img_size
         self.channels: tuple[int, int, int] = (c1, c2, c3)
         f3_size = img_size // 16
         self.window_size = window_for(f3_size)
 
         self.stem = nn.Sequential(
-            ConvNormAct(3, stem, 3, stride=2, act_layer=nn.SiLU),
-            DepthwiseSeparableConv(stem, stem, act_layer=nn.SiLU),
+            ConvNormAct(3, stem, 3, stride=2, act_layer=nn.SiLU, norm_layer=norm_layer),
+            DepthwiseSeparableConv(stem, stem, act_layer=nn.SiLU, norm_layer=norm_layer),
         )
-        self.stage1 = _mbconv_stage(stem, c1, depths[0])
-        self.stage2 = _mbconv_stage(c1, c2, depths[1])
+        self.stage1 = _mbconv_stage(stem, c1, depths[0], norm, squeeze_excite)
+        self.stage2 = _mbconv_stage(c1, c2, depths[1], norm, squeeze_excite)
         self.stage3 = SwinTransformerStage(
             dim=c2,
             out_dim=c3,

@@ -14,7 +14,7 @@ from torch import nn
 
 from benchmark.errors import BenchmarkError
 from models.base import ModelOutput, WBCModel
-from models.efficientswin_hybrid import EfficientSwinHybrid
+from models.efficientswin_hybrid import NORM_GROUPS, EfficientSwinHybrid, check_group_channels, norm_layer_for
 from models.registry import register_model
 from models.losses import NUCLEUS_WEIGHT, loss_parts_as_floats, wbc_nucleus_loss
 from models.saliency_prior import PRIORS, saliency_prior
@@ -35,15 +35,16 @@ class SaliencyModule(nn.Module):
     """The paper's learned saliency branch: 3x(3x3 conv + BN + ReLU), max-pool after the first two,
     1x1 conv + sigmoid -> S in [0, 1] at 1/4 of the input resolution."""
 
-    def __init__(self, channels: tuple[int, int, int] = (16, 32, 32)) -> None:
+    def __init__(self, channels: tuple[int, int, int] = (16, 32, 32), norm: str = "batch") -> None:
         super().__init__()
         c1, c2, c3 = channels
+        nl = norm_layer_for(norm)
         self.body = nn.Sequential(
-            ConvNormAct(3, c1, 3),
+            ConvNormAct(3, c1, 3, norm_layer=nl),
             nn.MaxPool2d(2),
-            ConvNormAct(c1, c2, 3),
+            ConvNormAct(c1, c2, 3, norm_layer=nl),
             nn.MaxPool2d(2),
-            ConvNormAct(c2, c3, 3),
+            ConvNormAct(c2, c3, 3, norm_layer=nl),
             nn.Conv2d(c3, 1, 1),
         )
 
@@ -60,11 +61,12 @@ class CrossLayerFusion(nn.Module):
     full-resolution decoder stages cheap (no 448-channel map at input resolution).
     """
 
-    def __init__(self, in_channels: tuple[int, ...], out_channels: int) -> None:
+    def __init__(self, in_channels: tuple[int, ...], out_channels: int, norm: str = "batch") -> None:
         super().__init__()
         self.projections = nn.ModuleList(nn.Conv2d(c, out_channels, 1, bias=False) for c in in_channels)
         self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
-        self.norm_act = nn.Sequential(nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        bn = nn.BatchNorm2d(out_channels) if norm == "batch" else nn.GroupNorm(NORM_GROUPS, out_channels)
+        self.norm_act = nn.Sequential(bn, nn.ReLU(inplace=True))
 
     def forward(self, features: tuple[torch.Tensor, ...], size: tuple[int, int]) -> torch.Tensor:
         fused = self.bias
@@ -78,11 +80,12 @@ class DecoderStage(nn.Module):
     the backbone maps at this resolution (and the local path's map, if any), two 3x3 conv + BN + ReLU."""
 
     def __init__(self, in_channels: int, feature_channels: tuple[int, ...], out_channels: int,
-                 skip_channels: int = 0) -> None:
+                 skip_channels: int = 0, norm: str = "batch") -> None:
         super().__init__()
-        self.fusion = CrossLayerFusion(feature_channels, out_channels)
-        self.convs = nn.Sequential(ConvNormAct(in_channels + out_channels + skip_channels, out_channels, 3),
-                                   ConvNormAct(out_channels, out_channels, 3))
+        nl = norm_layer_for(norm)
+        self.fusion = CrossLayerFusion(feature_channels, out_channels, norm)
+        self.convs = nn.Sequential(ConvNormAct(in_channels + out_channels + skip_channels, out_channels, 3, norm_layer=nl),
+                                   ConvNormAct(out_channels, out_channels, 3, norm_layer=nl))
 
     def forward(self, x: torch.Tensor, features: tuple[torch.Tensor, ...], skip: torch.Tensor | None = None) -> torch.Tensor:
         size = (x.shape[-2] * 2, x.shape[-1] * 2)
@@ -96,11 +99,12 @@ class LocalPath(nn.Module):
     does not feed the backbone or the class head; it gives the mask's cell edges the pixels the
     1/4-resolution backbone maps cannot carry (the paper leaves the decoder unspecified)."""
 
-    def __init__(self, channels: tuple[int, int] = LOCAL_CHANNELS) -> None:
+    def __init__(self, channels: tuple[int, int] = LOCAL_CHANNELS, norm: str = "batch") -> None:
         super().__init__()
         full, half = channels
-        self.at_full = nn.Sequential(ConvNormAct(3, full, 3), ConvNormAct(full, full, 3))
-        self.at_half = ConvNormAct(full, half, 3, stride=2)
+        nl = norm_layer_for(norm)
+        self.at_full = nn.Sequential(ConvNormAct(3, full, 3, norm_layer=nl), ConvNormAct(full, full, 3, norm_layer=nl))
+        self.at_half = ConvNormAct(full, half, 3, stride=2, norm_layer=nl)
         self.channels = channels
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,6 +157,9 @@ class SGCLDFF(WBCModel):
       light convolution of the input (:class:`LocalPath`) at 1/2 and 1/1; every variant has it,
       so the no-fusion ablation still differs only in seeing F3 instead of F1..F3 from the
       backbone. ``decoder="fused"`` is the first implementation, without it.
+    - Normalization layers: BatchNorm everywhere (``norm="batch"``), as the EfficientNet blocks
+      the paper builds on; ``norm="group"`` (GroupNorm, 8 groups) and ``squeeze_excite=False``
+      are investigation switches for the shift gap (docs/decisions.md), not ablations.
     - Segmentation head: 2 logits (WBC = cytoplasm + nucleus, nucleus); loss BCE + Dice on WBC
       plus 0.5 x (BCE + Dice) on nucleus, over samples with a mask.
     - Classification head: global average pool of the fused map -> linear (no dropout).
@@ -178,6 +185,8 @@ class SGCLDFF(WBCModel):
         saliency_channels: tuple[int, int, int] = (16, 32, 32),
         nucleus_weight: float = NUCLEUS_WEIGHT,
         drop_path_rate: float = 0.0,
+        norm: str = "batch",
+        squeeze_excite: bool = True,
     ) -> None:
         super().__init__()
         if gating not in GATINGS:
@@ -190,6 +199,8 @@ class SGCLDFF(WBCModel):
             raise BenchmarkError("sg_cldff: align_weight must be 0 without the saliency module (use_saliency=False)")
         if align_weight < 0:
             raise BenchmarkError(f"sg_cldff: align_weight must be >= 0, got {align_weight}")
+        norm_layer_for(norm)  # validates the name before anything is built
+        check_group_channels(norm, "sg_cldff", (fused_channels, *decoder_channels, *saliency_channels, *LOCAL_CHANNELS))
         self.num_classes = num_classes
         self.align_weight = float(align_weight)
         self.cross_layer_fusion = cross_layer_fusion
@@ -201,16 +212,17 @@ class SGCLDFF(WBCModel):
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.register_buffer("class_weights", torch.ones(num_classes), persistent=False)
 
-        self.saliency = SaliencyModule(saliency_channels) if use_saliency else None
-        self.backbone = EfficientSwinHybrid(img_size, depths=depths, width_mult=width_mult, drop_path_rate=drop_path_rate)
+        self.saliency = SaliencyModule(saliency_channels, norm) if use_saliency else None
+        self.backbone = EfficientSwinHybrid(img_size, depths=depths, width_mult=width_mult, drop_path_rate=drop_path_rate,
+                                            norm=norm, squeeze_excite=squeeze_excite)
         fused_in = self.backbone.channels if cross_layer_fusion else self.backbone.channels[2:]
         d4, d2, d1 = decoder_channels
-        self.fusion = CrossLayerFusion(fused_in, fused_channels)
-        self.local = LocalPath() if decoder == "local" else None
+        self.fusion = CrossLayerFusion(fused_in, fused_channels, norm)
+        self.local = LocalPath(norm=norm) if decoder == "local" else None
         full_skip, half_skip = self.local.channels if self.local is not None else (0, 0)
-        self.decoder_in = ConvNormAct(fused_channels, d4, 3)
-        self.decoder_half = DecoderStage(d4, fused_in, d2, half_skip)
-        self.decoder_full = DecoderStage(d2, fused_in, d1, full_skip)
+        self.decoder_in = ConvNormAct(fused_channels, d4, 3, norm_layer=norm_layer_for(norm))
+        self.decoder_half = DecoderStage(d4, fused_in, d2, half_skip, norm)
+        self.decoder_full = DecoderStage(d2, fused_in, d1, full_skip, norm)
         self.seg_head = nn.Conv2d(d1, 2, 1)
         self.classifier = nn.Linear(fused_channels, num_classes)
 

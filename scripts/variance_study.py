@@ -33,6 +33,9 @@ SETTINGS: dict[str, tuple[dict, dict]] = {
     "local_last": ({"decoder": "local"}, {"selection": "last"}),
     "fused_last": ({"decoder": "fused"}, {"selection": "last"}),
     "local_last_128": ({"decoder": "local"}, {"selection": "last", "img_size": 128}),
+    # what else ties SG-CLDFF to the training stain (issue 9, section 4): norm statistics, SE
+    "local_last_gn": ({"decoder": "local", "norm": "group"}, {"selection": "last"}),
+    "local_last_nose": ({"decoder": "local", "squeeze_excite": False}, {"selection": "last"}),
 }
 
 
