@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import torch
 
-from benchmark.data.sample import Sample
-from benchmark.errors import BenchmarkError
+from core.sample import Sample
+from core.errors import BenchmarkError
 
 ImageAugment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """An extra image-only augmentation (e.g. a stain treatment) applied before the geometric ones."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 
 SELECTIONS: tuple[str, ...] = ("best", "last")

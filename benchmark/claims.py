@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.atomic import write_text
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.summary import IN_DOMAIN, NO_TREATMENT, canonical
 from benchmark.tables import MAIN_METRICS, NO_DATA, NOT_APPLICABLE, Table, cell_of, finish, render_latex, \
     render_markdown

@@ -5,11 +5,11 @@ import argparse
 import sys
 
 from benchmark.budgets import BUDGETS
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 
 def _cmd_data(rest: list[str]) -> int:
-    from benchmark.data.fetch import main_data
+    from wbcdata.fetch import main_data
 
     return main_data(rest)
 
@@ -63,7 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import Sweep, default_workers, run_sweep
     from benchmark.treatments import NO_TREATMENT, list_treatments
     from models import list_models
-    from models.variants import REFERENCE_MODELS, SG_CLDFF_VARIANTS
+    from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
 
     models = _names(args.models, list_models()) or list(SG_CLDFF_VARIANTS)
     models += [m for m in REFERENCE_MODELS if m not in models]

@@ -29,8 +29,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
-from benchmark.data.sample import CLASSES
-from benchmark.errors import BenchmarkError
+from core.sample import CLASSES
+from core.errors import BenchmarkError
 from benchmark.metrics import rle_to_mask, segmentation_metrics
 from benchmark.summary import IN_DOMAIN, NO_TREATMENT, display_name, read_json, require_jobs
 from benchmark.tables import groups, ordered_displays, ordered_targets, seed_values

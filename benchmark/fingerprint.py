@@ -7,8 +7,8 @@ from collections import Counter
 
 import numpy as np
 
-from benchmark.data.crops import span_summary
-from benchmark.data.sample import CLASSES, Sample
+from wbcdata.crops import span_summary
+from core.sample import CLASSES, Sample
 from protocols.split import Split
 
 

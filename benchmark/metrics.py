@@ -23,8 +23,8 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from benchmark.data.sample import CLASSES, MASK_NUCLEUS
-from benchmark.errors import BenchmarkError
+from core.sample import CLASSES, MASK_NUCLEUS
+from core.errors import BenchmarkError
 
 CLASSIFICATION_METRICS: tuple[str, ...] = (
     "accuracy",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from benchmark.data.sample import CLASSES, Sample
+from core.sample import CLASSES, Sample
 from protocols.near_duplicates import near_duplicates
 from protocols.split import Split
 

@@ -30,9 +30,9 @@ import torch
 from benchmark.atomic import write_json
 from benchmark.batches import ArraySet
 from benchmark.budgets import Budget
-from benchmark.data.sample import Sample
+from core.sample import Sample
 from benchmark.environment import environment_record
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.explain import can_explain, explain
 from benchmark.fingerprint import split_fingerprint
 from benchmark.metrics import mask_to_rle
@@ -41,7 +41,7 @@ from benchmark.targets import TargetBuilder
 from benchmark.treatments import NO_TREATMENT, TREATMENTS, fit_treatment, treatment_record
 from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
 from models import MODELS, create_model, list_models
-from models.variants import REFERENCE_MODELS
+from core.study import REFERENCE_MODELS
 from protocols.resolve import data_versions, load_by_domain, resolve_splits
 from protocols.split import Split
 

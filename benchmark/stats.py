@@ -43,7 +43,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 POWER = 0.8
 """Target power of the minimum detectable effect and of the seeds needed."""

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.atomic import write_json, write_text
-from benchmark.data.sample import CLASSES
+from core.sample import CLASSES
 from benchmark.environment import env_id
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.metrics import CLASSIFICATION_METRICS, SEGMENTATION_METRICS
 
 IN_DOMAIN = "in_domain"

@@ -26,7 +26,7 @@ import pandas as pd
 from benchmark.atomic import write_text
 from benchmark.metrics import LOWER_IS_BETTER
 from benchmark.summary import IN_DOMAIN, NO_TREATMENT, canonical
-from models.variants import REFERENCE_MODELS, SG_CLDFF_VARIANTS
+from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
 
 NO_DATA = "—"
 NOT_APPLICABLE = "n/a"

@@ -12,9 +12,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmark import stain
-from benchmark.data.sample import Sample
-from benchmark.errors import BenchmarkError
+from wbcdata import stain
+from core.sample import Sample
+from core.errors import BenchmarkError
 from protocols.split import Split, TestTarget
 
 

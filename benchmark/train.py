@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from benchmark.batches import ArraySet, ImageAugment, eval_batches, paper_augmentation, train_batches
 from benchmark.budgets import Budget
-from benchmark.data.sample import CLASSES
-from benchmark.errors import BenchmarkError
+from core.sample import CLASSES
+from core.errors import BenchmarkError
 from benchmark.metrics import SEGMENTATION_METRICS, classification_metrics, segmentation_metrics
 from models.base import WBCModel
 

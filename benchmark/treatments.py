@@ -12,13 +12,13 @@ Registered treatments (``@register_treatment``; ``TREATMENTS.names()`` lists the
 
 - ``none``: images as they are.
 - ``macenko``: Macenko normalization of every image to a template profile estimated from the
-  pooled training images (:func:`benchmark.stain.estimate_profile`). Each image's own stain
+  pooled training images (:func:`wbcdata.stain.estimate_profile`). Each image's own stain
   vectors are estimated from that image alone (per-image Macenko, as the method is used in
   practice: a test image never borrows statistics from other test images); where the per-image
   estimate fails the Ruifrok vectors are used and the failure is counted in the job's
   fingerprint.
 - ``hed``: HED-space jitter (Tellez et al. 2018) of every training image at severity
-  ``HED_TRAIN_SEVERITY`` (:func:`benchmark.stain.hed_perturb`); test images untouched.
+  ``HED_TRAIN_SEVERITY`` (:func:`wbcdata.stain.hed_perturb`); test images untouched.
 - ``randstainna``: RandStainNA (Shen et al. 2022). Per training image, the mean and SD of each
   LAB channel; across images, a normal distribution of each of the six statistics. Each training
   image is Reinhard-transferred to a random virtual template drawn from those distributions with
@@ -33,10 +33,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from benchmark import stain
+from wbcdata import stain
 from benchmark.batches import ImageAugment
-from benchmark.errors import BenchmarkError
-from benchmark.registry import Registry
+from core.errors import BenchmarkError
+from core.registry import Registry
 from benchmark.summary import NO_TREATMENT
 
 HED_TRAIN_SEVERITY = 0.2

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from timm.layers import EcaModule
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from models.base import ModelOutput, WBCModel
 from models.efficientswin_hybrid import window_for
 from models.losses import loss_parts_as_floats

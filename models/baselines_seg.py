@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from models.base import ModelOutput, WBCModel
 from models.registry import register_model
 from models.saliency_prior import hematoxylin_density, saliency_prior

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from models.base import ModelOutput
 from models.baselines_cls import _ClassifierBase
 from models.losses import loss_parts_as_floats

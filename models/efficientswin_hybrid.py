@@ -17,7 +17,7 @@ from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedRes
 from timm.models.swin_transformer import SwinTransformerStage
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 MAX_WINDOW = 7
 """Swin's window size at 224 px; smaller inputs use the largest divisor of the F3 size <= 7."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.data.sample import MASK_NUCLEUS
-from benchmark.errors import BenchmarkError
+from core.sample import MASK_NUCLEUS
+from core.errors import BenchmarkError
 from models.base import ModelOutput, WBCModel
 from models.registry import register_model
 

@@ -23,7 +23,7 @@ from timm.models import get_pretrained_cfg
 from timm.models._hub import hf_split
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 HF_DEFAULT_FILES = ("model.safetensors", "pytorch_model.bin")
 """What timm's ``load_state_dict_from_hf`` fetches for a hub id without a file override, in order."""

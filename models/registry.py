@@ -4,8 +4,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
-from benchmark.errors import BenchmarkError
-from benchmark.registry import Registry
+from core.errors import BenchmarkError
+from core.registry import Registry
 
 MODELS: Registry[Callable[..., Any]] = Registry("model")
 register_model = MODELS.register

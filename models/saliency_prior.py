@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 PRIORS: tuple[str, ...] = ("hematoxylin", "mask")
 """Valid ``prior`` names; ``"hematoxylin"`` is the default and never looks at labels."""

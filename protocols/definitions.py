@@ -10,8 +10,8 @@ Decisions (also in docs/protocols.md):
 """
 from __future__ import annotations
 
-from benchmark.data.datasets import dataset_domains
-from benchmark.data.sample import Sample
+from wbcdata.datasets import dataset_domains
+from core.sample import Sample
 from protocols.registry import register_protocol
 from protocols.split import Split, TestTarget
 from protocols.stratify import stratified_split

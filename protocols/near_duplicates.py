@@ -5,7 +5,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from benchmark.data.sample import Sample
+from core.sample import Sample
 
 MAX_HAMMING = 4
 """pHash bits (of 64) that may differ for two images to count as near-duplicates."""

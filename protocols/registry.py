@@ -5,8 +5,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from benchmark.data.sample import Sample
-from benchmark.registry import Registry
+from core.sample import Sample
+from core.registry import Registry
 from protocols.split import Split
 
 Builder = Callable[[int, dict[str, list[Sample]]], list[Split]]

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from benchmark.data.datasets import dataset_spec, load_dataset
-from benchmark.data.sample import Sample
-from benchmark.errors import BenchmarkError
+from wbcdata.datasets import dataset_spec, load_dataset
+from core.sample import Sample
+from core.errors import BenchmarkError
 from protocols.registry import get_protocol
 from protocols.split import Split, read_manifest, write_manifest
 
@@ -27,27 +27,26 @@ def data_versions(protocol: str) -> dict[str, str]:
 
 
 def manifest_path(splits_dir: Path, split: Split) -> Path:
-    return splits_dir / f"{split.source}_seed{split.seed}.json"
+    """Keyed by protocol, source and seed: two protocols sharing one results folder never share a manifest."""
+    return splits_dir / split.protocol / f"{split.source}_seed{split.seed}.json"
 
 
 def resolve_splits(protocol: str, seed: int, by_domain: dict[str, list[Sample]],
                    splits_dir: Path | None = None) -> list[Split]:
-    """Build the protocol's splits for ``seed``; with ``splits_dir``, a manifest already there is reused
-    (written once, never silently regenerated) after checking that its ids still exist."""
-    built = get_protocol(protocol).build(seed, by_domain)
-    known = {s.id for samples in by_domain.values() for s in samples}
+    """Build the protocol's splits for ``seed``; with ``splits_dir``, each is written there once and a
+    manifest already there must equal what the code builds now (a difference is an error naming both
+    hashes, never a silent reuse of a stale split)."""
     splits = []
-    for split in built:
+    for split in get_protocol(protocol).build(seed, by_domain):
+        split.check_disjoint()
         if splits_dir is not None:
             path = manifest_path(splits_dir, split)
-            if path.exists():
-                split = read_manifest(path)
-                missing = (set(split.train) | set(split.val) | {i for t in split.targets for i in t.ids}) - known
-                if missing:
-                    raise BenchmarkError(f"split manifest {path} names {len(missing)} ids not in the loaded data "
-                                         f"(e.g. {sorted(missing)[:3]}); the dataset changed: delete the manifest")
-            else:
+            if not path.exists():
                 write_manifest(split, path)
-        split.check_disjoint()
+            elif (old := read_manifest(path)) != split or old.hash != split.hash:
+                raise BenchmarkError(
+                    f"split manifest {path} (hash {old.hash}) differs from the split the code builds now "
+                    f"(hash {split.hash}): the data, the protocol or its code changed; results in this "
+                    f"folder were made with the old split, so use a new --out (or delete the folder's splits and jobs)")
         splits.append(split)
     return splits

@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 
 @dataclass(frozen=True)

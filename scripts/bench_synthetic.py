@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark.data.sample import CLASSES  # noqa: E402
-from benchmark.data.synthetic import SYNTHETIC_DOMAINS, load_synthetic, render_smear  # noqa: E402
+from core.sample import CLASSES  # noqa: E402
+from wbcdata.synthetic import SYNTHETIC_DOMAINS, load_synthetic, render_smear  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,10 +15,10 @@ import torch
 
 from benchmark.batches import ArraySet, paper_augmentation, train_batches
 from benchmark.budgets import get_budget
-from benchmark.data.synthetic import load_synthetic
+from wbcdata.synthetic import load_synthetic
 from benchmark.train import class_weights, pick_device
 from models import create_model
-from models.variants import SG_CLDFF_VARIANTS
+from core.study import SG_CLDFF_VARIANTS
 
 
 def _step(model, opt, batch) -> None:

@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmark.atomic import write_json  # noqa: E402
-from benchmark.data.sample import CLASSES  # noqa: E402
+from core.sample import CLASSES  # noqa: E402
 from benchmark.metrics import (  # noqa: E402
     SEGMENTATION_METRICS, classification_metrics, mask_to_rle, segmentation_metrics,
 )

@@ -18,10 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmark import stain  # noqa: E402
-from benchmark.data.datasets import load_dataset  # noqa: E402
-from benchmark.data.sample import CLASSES, Sample  # noqa: E402
-from benchmark.errors import BenchmarkError  # noqa: E402
+from wbcdata import stain  # noqa: E402
+from wbcdata.datasets import load_dataset  # noqa: E402
+from core.sample import CLASSES, Sample  # noqa: E402
+from core.errors import BenchmarkError  # noqa: E402
 
 SEVERITIES = (0.0, 0.05, 0.1, 0.2, 0.3)
 

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from benchmark.data import real
-from benchmark.data.crops import (
+from wbcdata import real
+from wbcdata.crops import (
     CONTEXT,
     DETECTOR_VERSION,
     Box,
@@ -32,8 +32,8 @@ from benchmark.data.crops import (
     span_summary,
     wbc_components,
 )
-from benchmark.data.sample import CLASSES
-from benchmark.errors import BenchmarkError
+from core.sample import CLASSES
+from core.errors import BenchmarkError
 
 # ---------------------------------------------------------------- crops (no data needed)
 
@@ -122,7 +122,7 @@ def test_cell_span_from_the_mask_else_from_the_detector():
 
 
 def test_detector_framed_crops_are_cached_under_the_detector_version():
-    from benchmark.data.datasets import dataset_spec
+    from wbcdata.datasets import dataset_spec
 
     assert dataset_spec("pbc").cache_version.endswith(DETECTOR_VERSION)
     assert dataset_spec("folder").cache_version.endswith(DETECTOR_VERSION)
@@ -227,7 +227,7 @@ needs_mirror = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """All four archives extracted once per session (about 5 s on 2 cores)."""
-    from benchmark.data.fetch import fetch_all
+    from wbcdata.fetch import fetch_all
 
     root = tmp_path_factory.mktemp("wbcdata")
     start = time.perf_counter()
@@ -327,7 +327,7 @@ def test_pbc_inventory_and_a_subset_of_files(data_root, tmp_path):
 @pytest.mark.realdata
 @needs_mirror
 def test_registered_loader_goes_through_the_cache(data_root):
-    from benchmark.data.datasets import dataset_spec, load_dataset
+    from wbcdata.datasets import dataset_spec, load_dataset
 
     spec = dataset_spec("zheng_d2")
     assert spec.fetched and spec.domains == ("zheng_d2",)
@@ -417,7 +417,7 @@ def _line(name: str, a: dict[str, float]) -> str:
 @needs_mirror
 def test_detector_validation(data_root):
     """The detector's box against mask boxes and hand boxes; prints the figures quoted in
-    :mod:`benchmark.data.crops` (``pytest tests/test_data_real.py -q -s -k detector_validation``)."""
+    :mod:`wbcdata.crops` (``pytest tests/test_data_real.py -q -s -k detector_validation``)."""
     d1, d2 = _zheng_with_mask_boxes(data_root, 1), _zheng_with_mask_boxes(data_root, 2)
     pbc = {r.id.removeprefix("pbc/"): r.image for r in real.pbc_inventory(data_root).records}
     bccd: list[tuple[np.ndarray, Box]] = []
@@ -467,7 +467,7 @@ def test_detector_validation(data_root):
 def test_every_domains_median_cell_span_is_within_10_percent_of_the_others(data_root):
     """The README's promise (the cell spans the same share of the crop in every domain) as measured:
     sqrt(WBC pixels) / crop side, from the masks or, for PBC, the detector."""
-    from benchmark.data.datasets import load_dataset
+    from wbcdata.datasets import load_dataset
 
     medians = {name: span_summary([(s.image, s.mask) for s in load_dataset(name, size=64, root=data_root)]).median
                for name in ("zheng_d1", "zheng_d2", "bccd", "pbc")}

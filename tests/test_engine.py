@@ -12,7 +12,7 @@ from torch import nn
 
 from benchmark.batches import ArraySet
 from benchmark.budgets import get_budget
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.runner import Job, Sweep, is_done, run_job, run_sweep
 from benchmark.summary import build_summary, completed_job_dirs
 from benchmark.train import class_weights, predict, score_predictions, train
@@ -66,7 +66,7 @@ def test_job_id_depends_on_result_relevant_config_only(tmp_path):
 
 
 def test_a_sweep_stamps_the_crop_versions_of_its_datasets(tmp_path):
-    from benchmark.data.datasets import dataset_spec
+    from wbcdata.datasets import dataset_spec
 
     (job, _), = _sweep(tmp_path).plan()
     assert job.config()["data_versions"] == {"synthetic": dataset_spec("synthetic").cache_version}

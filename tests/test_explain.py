@@ -7,7 +7,7 @@ import torch
 from benchmark.batches import ArraySet
 from benchmark.explain import can_explain, explain, saliency_consistency
 from benchmark.figures import explain_panel_figure
-from benchmark.data.synthetic import load_synthetic
+from wbcdata.synthetic import load_synthetic
 from models import create_model
 
 

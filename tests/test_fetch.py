@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark.data import fetch
-from benchmark.data.fetch import ArchiveSource, build_manifest, ensure_archive, ensure_dataset, main_data
-from benchmark.errors import BenchmarkError
+from wbcdata import fetch
+from wbcdata.fetch import ArchiveSource, build_manifest, ensure_archive, ensure_dataset, main_data
+from core.errors import BenchmarkError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TOP = f"segmentation_WBC-{COMMIT}/"

@@ -8,11 +8,11 @@ import torch
 
 from benchmark.batches import ArraySet
 from benchmark.budgets import get_budget
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.tables import IOU_FLOOR
 from benchmark.train import predict, score_predictions, train
 from models.registry import create_model, list_models
-from models.variants import REFERENCE_MODELS
+from core.study import REFERENCE_MODELS
 
 SIZE = 16
 K = 5

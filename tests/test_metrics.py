@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from benchmark.data.sample import CLASSES
-from benchmark.errors import BenchmarkError
+from core.sample import CLASSES
+from core.errors import BenchmarkError
 from benchmark.metrics import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,

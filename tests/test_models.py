@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from models.base import WBCModel
 from models.efficientswin_hybrid import EfficientSwinHybrid, window_for
 from models.registry import create_model, list_models

@@ -11,7 +11,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from models.pretrained import create_timm_backbone, hf_hub_cache
 from models.registry import create_model
 

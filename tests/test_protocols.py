@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from protocols import get_protocol, list_protocols
 from protocols.near_duplicates import near_duplicates
 from protocols.resolve import resolve_splits
@@ -60,27 +60,32 @@ def test_stratified_split_keeps_class_shares_and_rare_classes_in_train():
     assert sum(i in test for i in ids[:60]) == 12 and sum(i in test for i in ids[60:100]) == 8
 
 
-def test_manifest_is_written_once_and_reused(tmp_path, by_domain):
+def test_manifest_is_written_once_and_checked_against_the_build(tmp_path, by_domain):
     (split,) = resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
-    path = tmp_path / f"{split.source}_seed0.json"
+    path = tmp_path / "cross_stain_synthetic" / f"{split.source}_seed0.json"
     assert read_manifest(path).hash == split.hash
-    # a reused manifest wins over a rebuild: edit it and the edited one comes back
-    d = json.loads(path.read_text())
-    moved = d["val"].pop()
-    d["train"].append(moved)
-    path.write_text(json.dumps(d))
+    written = path.stat().st_mtime_ns
     (again,) = resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
-    assert moved in again.train and again.hash != split.hash
-
-
-def test_stale_or_corrupt_manifest_is_a_clear_error(tmp_path, by_domain):
-    (split,) = resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
-    path = tmp_path / f"{split.source}_seed0.json"
+    assert again == split and path.stat().st_mtime_ns == written  # reused, not rewritten
+    # a manifest that no longer matches the build is an error naming both hashes, never reused
     d = json.loads(path.read_text())
-    d["train"].append("synthetic/nowhere/9999")
+    d["train"].append(d["val"].pop())
     path.write_text(json.dumps(d))
-    with pytest.raises(BenchmarkError, match="not in the loaded data"):
+    with pytest.raises(BenchmarkError, match=f"hash {read_manifest(path).hash}.*differs.*hash {split.hash}"):
         resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
+
+
+def test_two_protocols_in_one_folder_keep_their_own_manifests(tmp_path, by_domain):
+    (a,) = resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
+    b = next(s for s in resolve_splits("within_dataset_synthetic", 0, by_domain, tmp_path) if s.source == a.source)
+    assert a.hash != b.hash
+    for split in (a, b):
+        assert read_manifest(tmp_path / split.protocol / f"{split.source}_seed0.json") == split
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path, by_domain):
+    (split,) = resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)
+    path = tmp_path / "cross_stain_synthetic" / f"{split.source}_seed0.json"
     path.write_text("{not json")
     with pytest.raises(BenchmarkError, match="corrupt"):
         resolve_splits("cross_stain_synthetic", 0, by_domain, tmp_path)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.figures import write_png, iou_severity_figure, job_predictions
 from benchmark.claims import claims_tables
 from benchmark.hypotheses import HYPOTHESES, NOT_EVALUATED, PRIMARY, TREATED, evaluate_all, main_hypotheses, \

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from models import create_model
-from models.variants import SG_CLDFF_VARIANTS
+from core.study import SG_CLDFF_VARIANTS
 
 
 @pytest.mark.parametrize("name", SG_CLDFF_VARIANTS)

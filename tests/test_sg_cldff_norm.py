@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from models.registry import create_model
 
 

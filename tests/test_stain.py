@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from benchmark import stain
-from benchmark.data.sample import Sample
-from benchmark.data.synthetic import STAINS, SYNTHETIC_DOMAINS, domain_plan, make_geometry, render, render_smear
-from benchmark.errors import BenchmarkError
+from wbcdata import stain
+from core.sample import Sample
+from wbcdata.synthetic import STAINS, SYNTHETIC_DOMAINS, domain_plan, make_geometry, render, render_smear
+from core.errors import BenchmarkError
 
 SIZE = 64
 N_PER_DOMAIN = 30

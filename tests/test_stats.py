@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.power import TTestPower
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.stats import (
     MAX_SEEDS,
     RULED_OUT,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data.datasets import DATASETS
-from benchmark.data.sample import CLASSES, MASK_CYTOPLASM, MASK_NUCLEUS
-from benchmark.data.synthetic import (
+from wbcdata.datasets import DATASETS
+from core.sample import CLASSES, MASK_CYTOPLASM, MASK_NUCLEUS
+from wbcdata.synthetic import (
     CLASS_COUNTS_PER_DOMAIN,
     IMAGES_PER_DOMAIN,
     LYMPHOCYTE,
@@ -22,7 +22,7 @@ from benchmark.data.synthetic import (
     render,
     render_smear,
 )
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 SIZE = 64
 

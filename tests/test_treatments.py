@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import stain
+from wbcdata import stain
 from benchmark.budgets import get_budget
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.runner import Job, Sweep, run_job
 from benchmark.treatments import (
     NO_TREATMENT, RANDSTAINNA_STD_HYPER, TREATMENTS, fit_treatment, lab_channel_stats, list_treatments, reinhard_lab,

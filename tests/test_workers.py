@@ -15,7 +15,7 @@ import pytest
 from benchmark.budgets import get_budget
 from benchmark.runner import Sweep, pid_alive, run_sweep
 from benchmark.summary import build_summary, completed_job_dirs
-from models.variants import REFERENCE_MODELS
+from core.study import REFERENCE_MODELS
 
 PROTOCOL = "cross_stain_synthetic"
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 from benchmark.explain import can_explain
 from models.registry import create_model
 from test_models import K, SIZE, toy_batch  # pytest puts tests/ on sys.path (no __init__.py)

@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from benchmark.data.sample import Sample
-from benchmark.registry import Registry
+from core.sample import Sample
+from core.registry import Registry
 
 Loader = Callable[[Path, int], list[Sample]]
 
@@ -35,7 +35,7 @@ class DatasetSpec:
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
-_DATASET_MODULES = ("benchmark.data.real", "benchmark.data.synthetic")
+_DATASET_MODULES = ("wbcdata.real", "wbcdata.synthetic")
 
 
 def register_dataset(
@@ -123,7 +123,7 @@ def load_dataset(name: str, *, size: int = 128, root: Path | None = None, cache:
     if cache and spec.fetched and path.exists():
         return _read_cache(path)
     if spec.fetched:
-        from benchmark.data.fetch import ensure_dataset
+        from wbcdata.fetch import ensure_dataset
 
         ensure_dataset(name, root)
     samples = spec.loader(root, size)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torchstain.numpy.normalizers import NumpyMacenkoNormalizer
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 RUIFROK_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
 """Ruifrok & Johnston (2001) H, E, DAB OD vectors (rows), as in scikit-image's ``rgb_from_hed``."""

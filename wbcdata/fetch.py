@@ -18,7 +18,7 @@ there. ``<root>/<archive>/.done`` present means nothing to do.
 
 GitHub archives put everything under ``<repo>-<commit>/``; that folder and the manifest's
 ``anchor`` (the sub-folder holding the data) are stripped, so the extracted layout is the same
-whichever source was used (see :mod:`benchmark.data.real` for the layout).
+whichever source was used (see :mod:`wbcdata.real` for the layout).
 
 The report ends each dataset with the cell size relative to the crop (:func:`framing_span`), which
 decodes its 64 px crops once into the crop cache: the check that every domain is framed alike.
@@ -48,8 +48,8 @@ from typing import Callable, TextIO
 
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.data.crops import SpanSummary, span_summary
-from benchmark.data.real import (
+from wbcdata.crops import SpanSummary, span_summary
+from wbcdata.real import (
     BCCD_MASKS_DIR,
     BCCD_VOC_DIR,
     PBC_DIR,
@@ -59,8 +59,8 @@ from benchmark.data.real import (
     pbc_inventory,
     zheng_inventory,
 )
-from benchmark.data.sample import CLASSES
-from benchmark.errors import BenchmarkError
+from core.sample import CLASSES
+from core.errors import BenchmarkError
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
 MIRROR_ENV = "WBC_DATA_MIRROR"
@@ -432,7 +432,7 @@ FRAMING_SIZE = 64
 
 def framing_span(name: str, root: Path, size: int = FRAMING_SIZE) -> SpanSummary:
     """Cell size relative to the crop for one dataset, over its cached ``size`` px crops (built if absent)."""
-    from benchmark.data.datasets import load_dataset
+    from wbcdata.datasets import load_dataset
 
     return span_summary([(s.image, s.mask) for s in load_dataset(name, size=size, root=root)])
 
@@ -484,7 +484,7 @@ def print_report(
 
 def main_data(argv: list[str] | None = None) -> int:
     """``python -m benchmark data``: fetch, verify, extract and report the real datasets."""
-    from benchmark.data.datasets import data_dir
+    from wbcdata.datasets import data_dir
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmark data", description="Fetch, verify, extract and report the real WBC datasets."

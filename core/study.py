@@ -1,4 +1,5 @@
-"""Names of the SG-CLDFF ablation family, importable without torch (reports and the CLI use it)."""
+"""The study's model names (the SG-CLDFF ablation family, the training-free floors): shared
+vocabulary of the CLI, the runner and the reports, importable without torch or the model zoo."""
 
 SG_CLDFF_VARIANTS: tuple[str, ...] = ("sg_cldff", "sg_cldff_no_saliency", "sg_cldff_no_align", "sg_cldff_no_cldff")
 """The full model first, then one variant per ablated component (SPEC "Ablations")."""

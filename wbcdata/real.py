@@ -1,6 +1,6 @@
 """Loaders of the real WBC datasets and of user-held folders, all cropped by :mod:`.crops`.
 
-Fetched datasets live under the data root as extracted by :mod:`benchmark.data.fetch`
+Fetched datasets live under the data root as extracted by :mod:`wbcdata.fetch`
 (``<root>/<archive>/...``, paths inside the archive without GitHub's top folder):
 
 * ``zheng_d1`` / ``zheng_d2`` (Zheng et al. 2018): ``zheng/Dataset N/NNN.bmp`` + ``NNN.png``
@@ -52,7 +52,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from benchmark.data.crops import (
+from wbcdata.crops import (
     DETECTOR_VERSION,
     MIN_COMPONENT_PX,
     Box,
@@ -63,9 +63,9 @@ from benchmark.data.crops import (
     mask_box,
     wbc_components,
 )
-from benchmark.data.datasets import register_dataset
-from benchmark.data.sample import CLASSES, MASK_BACKGROUND, Sample
-from benchmark.errors import BenchmarkError
+from wbcdata.datasets import register_dataset
+from core.sample import CLASSES, MASK_BACKGROUND, Sample
+from core.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
@@ -546,6 +546,6 @@ def load_folder_dataset(root: Path, size: int) -> list[Sample]:
     if not where:
         raise BenchmarkError(
             "dataset 'folder' reads its path from $WBC_FOLDER_DATASET, which is not set; point it at a folder "
-            "with images/, optional masks/ and labels.csv (see benchmark/data/real.py)"
+            "with images/, optional masks/ and labels.csv (see wbcdata/real.py)"
         )
     return load_folder(Path(where), size, "folder")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
-from benchmark.errors import BenchmarkError
+from core.errors import BenchmarkError
 
 T = TypeVar("T")
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from benchmark.data.datasets import register_dataset
-from benchmark.data.sample import CLASSES, MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS, Sample
-from benchmark.errors import BenchmarkError
+from wbcdata.datasets import register_dataset
+from core.sample import CLASSES, MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS, Sample
+from core.errors import BenchmarkError
 
 NEUTROPHIL, LYMPHOCYTE, MONOCYTE, EOSINOPHIL, BASOPHIL = range(len(CLASSES))
 MIN_SIZE = 32

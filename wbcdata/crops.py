@@ -15,7 +15,7 @@ tell the domain, or the class, from framing alone, so every loader crops the sam
 * the square is resized to ``size`` x ``size``: image bilinear (antialiased, so area-like when
   shrinking), mask nearest.
 
-Where the WBC box comes from, per domain (the loaders in :mod:`benchmark.data.real` apply it):
+Where the WBC box comes from, per domain (the loaders in :mod:`wbcdata.real` apply it):
 
 * **zheng_d1, zheng_d2**: bounding box of all mask pixels >= 64 (the WBC; masks are 0/128/255).
 * **bccd**: bounding box of one connected component (8-connectivity) of the thresholded Banik
@@ -79,7 +79,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from benchmark.data.sample import MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS
+from core.sample import MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS
 
 CONTEXT = 1.5
 """Crop side / WBC box longer side: 1.5 keeps a ring of neighbouring cells for context."""
