@@ -1,13 +1,15 @@
 """A tiny decorator registry, one instance per kind (datasets, models, protocols, treatments).
 
 Modelled on timm's ``@register_model`` / ``create_model``: registering twice is an error,
-and asking for an unknown name lists the valid choices.
+and asking for an unknown name lists the valid choices. Every lookup first loads the plugins
+(:mod:`core.plugins`), so a user's registrations are there in every process.
 """
 from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
 from core.errors import BenchmarkError
+from core.plugins import load_plugins
 
 T = TypeVar("T")
 
@@ -24,7 +26,9 @@ class Registry(Generic[T]):
         def wrap(obj: T) -> T:
             key = name or getattr(obj, "__name__")
             if key in self._entries:
-                raise BenchmarkError(f"{self.kind} '{key}' is registered twice")
+                first, second = _origin(self._entries[key]), _origin(obj)
+                raise BenchmarkError(f"{self.kind} '{key}' is registered twice, by {first} and by {second}: "
+                                     f"rename one (a plugin may not reuse a built-in name)")
             self._entries[key] = obj
             doc = description or (getattr(obj, "__doc__", None) or "").strip().splitlines()
             self._descriptions[key] = doc if isinstance(doc, str) else (doc[0] if doc else "")
@@ -33,12 +37,14 @@ class Registry(Generic[T]):
         return wrap
 
     def get(self, name: str) -> T:
+        load_plugins()
         if name not in self._entries:
             valid = ", ".join(sorted(self._entries)) or "(none registered)"
             raise BenchmarkError(f"unknown {self.kind} '{name}'; valid {self.kind}s: {valid}")
         return self._entries[name]
 
     def names(self) -> list[str]:
+        load_plugins()
         return sorted(self._entries)
 
     def description(self, name: str) -> str:
@@ -46,4 +52,11 @@ class Registry(Generic[T]):
         return self._descriptions[name]
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         return name in self._entries
+
+
+def _origin(obj: object) -> str:
+    """The module that registered ``obj`` (a dataset spec names its loader's module)."""
+    target = getattr(obj, "loader", obj)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"
