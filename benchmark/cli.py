@@ -1,4 +1,5 @@
-"""``python -m benchmark <command>``: data, protocols, models, treatments, run, report, hypotheses."""
+"""``python -m benchmark <command>``: data, protocols, models, treatments, targets, run, report, evaluate,
+hypotheses."""
 from __future__ import annotations
 
 import argparse
@@ -24,20 +25,35 @@ def _cmd_protocols(args: argparse.Namespace) -> int:
     if not args.name:
         raise BenchmarkError("protocols show needs a protocol name, e.g. `protocols show cross_stain --seed 0`")
     from benchmark.protocol_summary import describe_split
-    from protocols.resolve import load_by_domain, resolve_splits
+    from protocols.resolve import load_by_domain, resolve_splits, select
 
-    by_domain = load_by_domain(args.name, args.size)
+    extension, sources = select(args.name, _names(args.sources, []) or None, _names(args.targets, []))
+    by_domain = load_by_domain(args.name, args.size, extension)
     by_id = {s.id: s for samples in by_domain.values() for s in samples}
-    for split in resolve_splits(args.name, args.seed, by_domain):
+    for split in resolve_splits(args.name, args.seed, by_domain, extension=extension, sources=sources):
         print(describe_split(split, by_id))
     return 0
 
 
 def _cmd_models(_: argparse.Namespace) -> int:
     from models import MODELS, list_models
+    from models.registry import model_info
 
     for name in list_models():
-        print(f"{name:<24} {MODELS.description(name)}")
+        info = model_info(name)
+        sizes = f">={info.min_size}px" + (f" x{info.size_multiple}" if info.size_multiple > 1 else "")
+        print(f"{name:<24} {'+'.join(info.heads):<21} {sizes:<11} {MODELS.description(name)}")
+    return 0
+
+
+def _cmd_targets(_: argparse.Namespace) -> int:
+    from wbcdata.target_kinds import TARGET_KINDS, get_target_kind
+
+    for name in TARGET_KINDS.names():
+        kind = get_target_kind(name)
+        grades = "; ".join(f"{s:g}: " + ", ".join(f"{k}={v}" for k, v in p.items()) for s, p in kind.grades)
+        print(f"{name:<10} {kind.family:<12} {TARGET_KINDS.description(name)}")
+        print(f"{'':<23} severities: {grades or 'none (one target per other domain)'}")
     return 0
 
 
@@ -64,17 +80,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from benchmark.treatments import NO_TREATMENT, list_treatments
     from models import list_models
     from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
+    from protocols.resolve import select
 
     models = _names(args.models, list_models()) or list(SG_CLDFF_VARIANTS)
     models += [m for m in REFERENCE_MODELS if m not in models]
     budget = get_budget(args.budget or default_budget_name())
-    out = Path(args.out or f"results/{args.protocol}")
+    sources, targets = _names(args.sources, []) or None, _names(args.targets, [])
+    extension = select(args.protocol, sources, targets)[0]
+    out = Path(args.out or f"results/{extension.name if extension else args.protocol}")
     treatments = _names(args.treatments, list_treatments()) or [NO_TREATMENT]
+    options = {**({"pretrained": True} if args.pretrained else {}), **_json_object(args.model_kwargs, "--model-kwargs")}
     sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out, treatments=treatments,
-                  sources=_names(args.sources, []) or None,
-                  model_kwargs={"pretrained": True} if args.pretrained else {})
+                  sources=sources, targets=targets,
+                  model_kwargs=options)
     run_sweep(sweep, workers=args.jobs or default_workers())
     return 0
+
+
+def _json_object(text: str | None, option: str) -> dict:
+    """A CLI option holding a JSON object; absent gives {}."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BenchmarkError(f"{option} is not valid JSON ({e}): {text!r}; e.g. {option} '{{\"width\": 8}}'") from e
+    if not isinstance(value, dict):
+        raise BenchmarkError(f"{option} must be a JSON object of options, got {text!r}; e.g. {option} '{{\"width\": 8}}'")
+    return value
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -85,12 +120,47 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return main_report(Path(args.out))
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from benchmark.evaluate import main_evaluate
+
+    return main_evaluate(Path(args.results), _names(args.targets, []), args.jobs)
+
+
 def _cmd_hypotheses(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.hypotheses import main_hypotheses
 
     return main_hypotheses(Path(args.out))
+
+
+def _dataset_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH",
+                        help="a folder of your own WBC images as dataset NAME (repeatable; PATH alone takes the name "
+                        "from its dataset.json); extends $WBC_DATASETS, see docs/data.md")
+
+
+def _plugin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first, so its models, datasets, treatments, protocols and target kinds "
+                        "are registered (repeatable, or comma-separated; also $WBC_PLUGINS=a,b); see docs/plugins.md")
+
+
+def _plugin_parser() -> argparse.ArgumentParser:
+    """``--plugin`` alone, to take it off the arguments ``data`` parses itself."""
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    _plugin_option(p)
+    return p
+
+
+def _load_plugins(modules: list[str]) -> None:
+    """Load ``--plugin`` modules in this process, and name them in the environment spawned workers inherit."""
+    if modules:
+        from core.plugins import add_plugins
+
+        add_plugins(modules)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,8 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("name", nargs="?")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--size", type=int, default=64, help="crop size used to load images (pHash check)")
+    pr.add_argument("--sources", help="only these source datasets or domains, comma-separated (as `run`)")
+    pr.add_argument("--targets", help="datasets added as test targets, comma-separated (as `run`)")
+    _dataset_option(pr)
     sub.add_parser("models", help="list registered models with a one-line description")
     sub.add_parser("treatments", help="list registered stain treatments with a one-line description")
+    sub.add_parser("targets", help="list registered target kinds (stain and scanner shifts) with their severities")
     r = sub.add_parser("run", help="train every (model, source, seed) job of a protocol; resumes, skipping done jobs")
     r.add_argument("--protocol", required=True)
     r.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
@@ -112,16 +186,37 @@ def build_parser() -> argparse.ArgumentParser:
                    "the training-free floors constant_mask and majority_class are always added")
     r.add_argument("--treatments", help="stain treatments, comma-separated or 'all' (default: none); "
                    "see `python -m benchmark treatments`")
-    r.add_argument("--sources", help="only these source domains of the protocol, comma-separated (default: all)")
+    r.add_argument("--sources", help="only these source datasets or domains, comma-separated (default: the protocol's); "
+                   "a dataset the protocol does not train on, e.g. one named with --dataset, is added")
+    r.add_argument("--targets", help="datasets added as test targets of every split, their images as they are "
+                   "(cross_stain also re-stains into their stain), comma-separated; e.g. --sources zheng_d1 --targets mylab. "
+                   "Extra sources or targets make the protocol's variant <protocol>+<domain>..., "
+                   "with its own splits and default --out")
+    _dataset_option(r)
+    r.add_argument("--model-kwargs", metavar="JSON",
+                   help="options for every model but the floors, a JSON object, e.g. '{\"width\": 8}'; part of the job "
+                   "hash and named in the job folder")
     r.add_argument("--pretrained", action="store_true",
                    help="start timm backbones from cached ImageNet weights (fails if not cached; default: from scratch)")
     r.add_argument("--out", help="results folder (default results/<protocol>)")
     r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core, 1 on a GPU)")
     rep = sub.add_parser("report", help="summary.csv, Markdown/LaTeX tables and figures from a results folder")
     rep.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
+    _dataset_option(rep)
+    ev = sub.add_parser("evaluate", help="score every finished job of a results folder on new targets from its saved "
+                        "weights, without retraining; then rebuild summary.csv, tables and figures")
+    ev.add_argument("--results", required=True, help="results folder, e.g. results/cross_stain")
+    ev.add_argument("--targets", required=True, help="comma-separated datasets (all their images) or target kinds "
+                    "(hed, restain, defocus, jpeg, gamma, resample, ...: applied to each job's held-out in-domain "
+                    "images); see `python -m benchmark targets`")
+    ev.add_argument("--jobs", type=int, default=1, help="jobs scored in parallel processes (default 1)")
+    _dataset_option(ev)
     hyp = sub.add_parser("hypotheses", help="H1-H4 verdicts (SUPPORTED / RULED OUT / UNDECIDED, Holm per family) "
                          "-> hypotheses.md/json, and the paper's claims vs ours -> claims.md/tex")
     hyp.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
+    for name, subparser in sub.choices.items():  # every subcommand, so one added later takes --plugin too
+        if name != "data":  # `data` parses its own arguments; main() takes --plugin off them
+            _plugin_option(subparser)
     return p
 
 
@@ -129,10 +224,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] == "data":
-            return _cmd_data(argv[1:])
+            known, rest = _plugin_parser().parse_known_args(argv[1:])
+            _load_plugins(known.plugin)
+            return _cmd_data(rest)
         args = build_parser().parse_args(argv)
-        handler = {"protocols": _cmd_protocols, "models": _cmd_models, "treatments": _cmd_treatments, "run": _cmd_run,
-                   "report": _cmd_report, "hypotheses": _cmd_hypotheses}[args.command]
+        _load_plugins(args.plugin)
+        if getattr(args, "dataset", None):
+            from wbcdata.user import add_datasets
+
+            add_datasets(args.dataset)
+        handler = {"protocols": _cmd_protocols, "models": _cmd_models, "treatments": _cmd_treatments,
+                   "targets": _cmd_targets, "run": _cmd_run,
+                   "report": _cmd_report, "evaluate": _cmd_evaluate, "hypotheses": _cmd_hypotheses}[args.command]
         return handler(args)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)

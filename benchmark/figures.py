@@ -1,7 +1,8 @@
 """Figures of a results folder (PNG, matplotlib Agg, byte-stable: no timestamp or version metadata).
 
-- ``iou_vs_severity__<protocol>__<budget>.png``: IoU against HED severity per model, mean +- SD
-  over seeds (severity 0 = the untouched in-domain test), from the summary;
+- ``iou_vs_severity__<protocol>__<budget>__<kind>.png``: IoU against severity per model, one
+  figure per graded target kind (HED jitter, each acquisition shift), mean +- SD over seeds
+  (severity 0 = the untouched in-domain test), from the summary's ``target_kind`` and ``severity``;
 - ``roc_pr__<protocol>__<budget>__<model>.png``: one-vs-rest ROC and precision-recall curves per
   class on the in-domain test, predictions pooled over seeds (and sources);
 - ``iou_boxplot__<protocol>__<budget>.png``: per-image IoU per target domain, one panel per model,
@@ -10,7 +11,7 @@
   outlined) for a few test images per target, from ``explain_examples.npz`` of the full model's
   lowest-seed job.
 
-A figure whose data is absent (no HED targets, no classifier, no masks) is skipped with the
+A figure whose data is absent (no graded targets, no classifier, no masks) is skipped with the
 reason printed. Figures are drawn on :class:`matplotlib.figure.Figure` objects directly, never
 through pyplot, so no global backend or figure state is touched.
 """
@@ -33,7 +34,8 @@ from core.sample import CLASSES
 from core.errors import BenchmarkError
 from benchmark.metrics import rle_to_mask, segmentation_metrics
 from benchmark.summary import IN_DOMAIN, NO_TREATMENT, display_name, read_json, require_jobs
-from benchmark.tables import groups, ordered_displays, ordered_targets, seed_values
+from benchmark.tables import graded_kinds, groups, ordered_displays, ordered_targets, seed_values, severity_levels
+from wbcdata.target_kinds import severity_text
 
 DPI = 100
 PNG_METADATA = {"Software": None}
@@ -106,12 +108,13 @@ def all_predictions(out_dir: Path) -> pd.DataFrame:
 
 # ---- the figures ----------------------------------------------------------------------------
 
-def iou_severity_figure(g: pd.DataFrame, colours: dict[str, tuple], title: str) -> Figure | None:
-    """Mean +- SD over seeds of IoU at severity 0 (in-domain) and each HED severity; None if no data."""
-    hed = g[g["target"].str.startswith("hed:")]
-    if hed.empty or g["iou"].isna().all():
+def iou_severity_figure(g: pd.DataFrame, kind: str, colours: dict[str, tuple], title: str) -> Figure | None:
+    """Mean +- SD over seeds of IoU at severity 0 (in-domain) and each severity of target kind
+    ``kind``; None if no data."""
+    if not (g["target_kind"] == kind).any() or g["iou"].isna().all():
         return None
-    severities = sorted(hed["severity"].unique())
+    levels = severity_levels(g, kind)
+    severities = [s for s, _ in levels]
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     multi_source = g["source"].nunique() > 1
@@ -119,7 +122,7 @@ def iou_severity_figure(g: pd.DataFrame, colours: dict[str, tuple], title: str) 
         for source in sorted(g.loc[g["display"] == display, "source"].unique()):
             mine = g[(g["display"] == display) & (g["source"] == source)]
             points = [(0.0, mine[mine["target"] == IN_DOMAIN])]
-            points += [(s, mine[mine["target"].str.startswith("hed:") & (mine["severity"] == s)]) for s in severities]
+            points += [(s, mine[(mine["target_kind"] == kind) & (mine["severity"] == s)]) for s in severities]
             xs, means, sds = [], [], []
             for x, rows in points:
                 v = seed_values(rows, "iou").dropna() if not rows.empty else pd.Series(dtype=float)
@@ -133,8 +136,8 @@ def iou_severity_figure(g: pd.DataFrame, colours: dict[str, tuple], title: str) 
             label = f"{display} ({source})" if multi_source else display
             ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=label, color=colours[display])
     ax.set_xticks([0.0, *severities])
-    ax.set_xticklabels(["0\n(in-domain)", *[f"{s:g}" for s in severities]])
-    ax.set_xlabel("HED perturbation severity")
+    ax.set_xticklabels(["0\n(in-domain)", *[label.replace(" (", "\n(") for _, label in levels]], fontsize=7)
+    ax.set_xlabel(severity_text(kind))
     ax.set_ylabel("IoU (mean ± SD over seeds)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -230,6 +233,14 @@ def explain_panel_figure(examples: dict[str, np.ndarray], targets: list[str], ti
     return fig
 
 
+def panel_targets(g: pd.DataFrame) -> list[str]:
+    """The explanation panel's targets: every target in table order, but of each graded kind only
+    its strongest severity (the mild ones look alike)."""
+    strongest = g[g["severity"].notna() & (g["target"] != IN_DOMAIN)].groupby("target_kind")["severity"].max()
+    keep = g[~g["target_kind"].isin(strongest.index) | (g["severity"] == g["target_kind"].map(strongest))]
+    return [t for t in ordered_targets(g) if t in set(keep["target"])]
+
+
 def _explain_examples(out_dir: Path, g: pd.DataFrame) -> tuple[dict[str, np.ndarray], str] | None:
     """The full model's lowest-seed untreated job that saved explanation examples."""
     jobs = g[(g["model"] == "sg_cldff") & (g["treatment"] == NO_TREATMENT)].sort_values(["seed", "source"])
@@ -251,11 +262,15 @@ def write_figures(out_dir: Path, df: pd.DataFrame, fig_dir: Path) -> list[Path]:
         colours = _colours(displays)
         p = preds[(preds["protocol"] == protocol) & (preds["budget"] == budget)]
 
-        fig = iou_severity_figure(g, colours, f"IoU vs HED severity: {what}")
-        if fig is None:
-            print(f"skipped figure iou_vs_severity__{tag}: no hed:* targets with IoU in {what}")
-        else:
-            written.append(write_png(fig, fig_dir / f"iou_vs_severity__{tag}.png"))
+        kinds = graded_kinds(g)
+        if not kinds:
+            print(f"skipped figure iou_vs_severity__{tag}: no targets with a severity in {what}")
+        for kind in kinds:
+            fig = iou_severity_figure(g, kind, colours, f"IoU vs {kind} severity: {what}")
+            if fig is None:
+                print(f"skipped figure iou_vs_severity__{tag}__{kind}: no IoU in {what}")
+            else:
+                written.append(write_png(fig, fig_dir / f"iou_vs_severity__{tag}__{kind}.png"))
 
         for display in displays:
             fig = roc_pr_figure(p[p["display"] == display], f"{display}, in-domain test pooled over seeds: {what}")
@@ -273,9 +288,7 @@ def write_figures(out_dir: Path, df: pd.DataFrame, fig_dir: Path) -> list[Path]:
 
         found = _explain_examples(out_dir, g)
         fig = None if found is None else explain_panel_figure(
-            found[0], [t for t in ordered_targets(g) if not t.startswith("hed:") or t == max(
-                (x for x in ordered_targets(g) if x.startswith("hed:")), key=lambda x: float(x[4:]))],
-            f"Saliency and Grad-CAM, {found[1]}: {what}")
+            found[0], panel_targets(g), f"Saliency and Grad-CAM, {found[1]}: {what}")
         if fig is None:
             print(f"skipped figure explain__{tag}: no sg_cldff job with explain_examples.npz in {what}")
         else:

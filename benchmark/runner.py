@@ -1,15 +1,17 @@
 """The sweep runner (DomainBed-style): a sweep is a list of jobs, each keyed by a hash of the
 config that changes its result; a job trains once and is evaluated on every target of its split.
 
-Job directory (``<out>/jobs/<model>[+<treatment>]__<source>__seed<k>__<id>/``, the treatment
-named when it is not ``none``):
+Job directory (``<out>/jobs/<model>[+<treatment>][@<options>]__<source>__seed<k>__<id>/``, the
+treatment named when it is not ``none``, the model options when there are some):
 ``config.json`` (resolved config), ``fingerprint.json`` (split hash, dataset fingerprint, the fitted
 stain treatment),
 ``metrics.json`` (per target), ``predictions.jsonl.gz`` (per sample: probabilities, predicted
 and true mask RLE, label, domain), ``explain_examples.npz`` (a few images per target with their
-mask, Grad-CAM and learned saliency, keys ``<target>|<array>``) and ``done``. Everything is written into a temporary sibling
-directory that is renamed into place after ``done`` is written, so a directory without ``done``
-(a crash in an older layout) or a leftover temporary directory is never counted: it is redone.
+mask, Grad-CAM and learned saliency, keys ``<target>|<array>``), ``weights.safetensors`` and
+``checkpoint.json`` (the selected weights and what rebuilds the model: ``benchmark.checkpoint``)
+and ``done``. Everything is written into a temporary sibling directory that is renamed into place
+after ``done`` is written, so a directory without ``done`` (a crash in an older layout) or a
+leftover temporary directory is never counted: it is redone.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,19 +33,24 @@ import torch
 from benchmark.atomic import write_json
 from benchmark.batches import ArraySet
 from benchmark.budgets import Budget
+from benchmark.checkpoint import write_checkpoint
 from core.sample import Sample
 from benchmark.environment import environment_record
 from core.errors import BenchmarkError
 from benchmark.explain import can_explain, explain
 from benchmark.fingerprint import split_fingerprint
 from benchmark.metrics import mask_to_rle
+from benchmark.provenance import record_datasets
 from benchmark.summary import display_name
 from benchmark.targets import TargetBuilder
 from benchmark.treatments import NO_TREATMENT, TREATMENTS, fit_treatment, treatment_record
 from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
-from models import MODELS, create_model, list_models
+from models import create_model
+from models.contract import check_model
+from models.registry import describe, model_info
 from core.study import REFERENCE_MODELS
-from protocols.resolve import data_versions, load_by_domain, resolve_splits
+from protocols.registry import Extension
+from protocols.resolve import data_versions, load_by_domain, resolve_splits, select
 from protocols.split import Split
 
 ENGINE_VERSION = "3"
@@ -88,7 +96,28 @@ class Job:
 
     @property
     def dirname(self) -> str:
-        return f"{display_name(self.model, self.treatment)}__{self.source}__seed{self.seed}__{self.id}"
+        """The options are named only when there are some, so the folders of jobs without options keep
+        the names committed results resume on; the id, not this label, tells options apart."""
+        name = safe_folder_name(display_name(self.model, self.treatment))
+        if self.model_kwargs:
+            name += "@" + safe_folder_name(options_label(self.model_kwargs))[:OPTIONS_LABEL_CHARS]
+        return f"{name}__{self.source}__seed{self.seed}__{self.id}"
+
+
+OPTIONS_LABEL_CHARS = 60
+"""Model options in a job folder's name are cut here (a path component has 255 bytes at most)."""
+
+
+def safe_folder_name(text: str) -> str:
+    """``text`` with every character a portable folder name should not hold (``:`` of a dotted-path
+    model, ``/``, quotes, spaces, brackets) replaced by ``-``; registered names pass unchanged."""
+    return re.sub(r"[^A-Za-z0-9._+=,-]", "-", text)
+
+
+def options_label(options: dict) -> str:
+    """``key=value,...`` sorted by key: model options as a job folder names them."""
+    return ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+                    for k, v in sorted(options.items()))
 
 
 def is_done(job_dir: Path) -> bool:
@@ -116,6 +145,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
     device = device or pick_device()
     if device.type == "cpu":
         torch.set_num_threads(CPU_THREADS_PER_JOB)
+    check_model(job.model, job.model_kwargs, job.budget.img_size)  # once per process; before the job seeds
     final = out_dir / "jobs" / job.dirname
     tmp = out_dir / "jobs" / f".{job.dirname}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -172,6 +202,9 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         if panel:
             np.savez_compressed(tmp / "explain_examples.npz",
                                 **{f"{t}|{k}": v for t, arrays in panel.items() for k, v in arrays.items()})
+        write_checkpoint(tmp, model, {"model": job.model, "model_kwargs": job.model_kwargs,
+                                      "img_size": job.budget.img_size, "engine_version": ENGINE_VERSION,
+                                      "job_id": job.id}, treatment, val_set)
         (tmp / "done").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
         if final.exists():  # an incomplete directory from an interrupted older run
             shutil.rmtree(final)
@@ -186,7 +219,9 @@ class Sweep:
     """Every (seed, source, model, treatment) job of a protocol, less the (model, source) pairs where the
     model has no head for the source's task (see :meth:`can_learn`); the training-free floors run
     untreated only (a stain treatment cannot change what ignores the image). ``sources`` restricts the splits
-    to some source domains (None: all); ``model_kwargs`` go to every model but the floors (e.g. ``pretrained``)."""
+    to some source datasets or domains (None: all); ``targets`` adds datasets as test targets; a source or
+    target beyond the protocol's own makes its variant (``protocols.resolve.select``); ``model_kwargs``
+    go to every model but the floors (e.g. ``pretrained``)."""
 
     protocol: str
     models: list[str]
@@ -196,37 +231,38 @@ class Sweep:
     treatments: list[str] = field(default_factory=lambda: [NO_TREATMENT])
     sources: list[str] | None = None
     model_kwargs: dict = field(default_factory=dict)
+    targets: list[str] | None = None
     _heads: dict[str, tuple[bool, bool]] = field(default_factory=dict, init=False, repr=False)
 
     def plan(self) -> list[tuple[Job, Split]]:
         """All jobs of the sweep; split manifests are written (once) under ``<out>/splits``."""
         self._check_names()
+        extension, sources = select(self.protocol, self.sources, self.targets)
         by_domain = self.samples_by_domain()
-        versions = data_versions(self.protocol)
+        versions = data_versions(self.protocol, extension)
+        record_datasets(self.out_dir, versions)
         jobs = []
         for seed in self.seeds:
-            splits = resolve_splits(self.protocol, seed, by_domain, self.out_dir / "splits")
-            if self.sources is not None:
-                unknown = sorted(set(self.sources) - {s.source for s in splits})
-                if unknown:
-                    raise BenchmarkError(f"protocol '{self.protocol}' has no source {', '.join(unknown)}; "
-                                         f"its sources: {', '.join(s.source for s in splits)}")
-                splits = [s for s in splits if s.source in self.sources]
-            for split in splits:
+            for split in resolve_splits(self.protocol, seed, by_domain, self.out_dir / "splits", extension, sources):
                 for m in self.models:
                     if not self.can_learn(m, split.task):
                         continue
                     for t in [NO_TREATMENT] if m in REFERENCE_MODELS else self.treatments:
-                        jobs.append((Job(self.protocol, m, split.source, seed, self.budget, split.hash,
+                        jobs.append((Job(split.protocol, m, split.source, seed, self.budget, split.hash,
                                          self.kwargs_for(m), t, versions), split))
         return jobs
 
     def can_learn(self, model: str, task: str) -> bool:
         """Whether ``model`` has a head for what the split's training data teaches: a segment-only
-        model has nothing to learn from a classification-only source (PBC), and the reverse."""
+        model has nothing to learn from a classification-only source (PBC), and the reverse. The
+        registry's metadata answers; a dotted-path factory that declares no ``heads`` is built once."""
         if model not in self._heads:
-            built = create_model(model, num_classes=5, img_size=self.budget.img_size, **self.kwargs_for(model))
-            self._heads[model] = (built.has_classifier, built.has_segmenter)
+            info = model_info(model)
+            if info is None:
+                built = create_model(model, num_classes=5, img_size=self.budget.img_size, **self.kwargs_for(model))
+                self._heads[model] = (built.has_classifier, built.has_segmenter)
+            else:
+                self._heads[model] = (info.has_classifier, info.has_segmenter)
         has_classifier, has_segmenter = self._heads[model]
         return {"classification": has_classifier, "segmentation": has_segmenter}.get(task, True)
 
@@ -235,20 +271,28 @@ class Sweep:
         return {} if model in REFERENCE_MODELS else self.model_kwargs
 
     def _check_names(self) -> None:
-        """Unknown models or treatments fail before anything is loaded or trained (a model option a
-        model does not take fails in :meth:`can_learn`, which builds each model once)."""
-        list_models()  # imports the model modules, so the registry knows every name
+        """Before anything is loaded or trained: unknown models or treatments fail, so does an input
+        size a model's metadata rules out, and each model is built once with its options and its
+        output contract checked on a dummy batch (``models.contract``)."""
         for m in self.models:
-            MODELS.get(m)
+            info = model_info(m)
+            problem = info.size_problem(self.budget.img_size) if info else None
+            if problem:
+                raise BenchmarkError(f"{describe(m)} {problem} (budget {self.budget.name}): pick a budget whose "
+                                     f"img_size it takes")
+            check_model(m, self.kwargs_for(m), self.budget.img_size)
         for t in self.treatments:
             TREATMENTS.get(t)
 
+    def extension(self) -> Extension | None:
+        return select(self.protocol, self.sources, self.targets)[0]
+
     def samples_by_domain(self) -> dict[str, list[Sample]]:
-        return load_by_domain(self.protocol, self.budget.img_size)
+        return load_by_domain(self.protocol, self.budget.img_size, self.extension())
 
 
-def _run_in_worker(job: Job, split: Split, protocol: str, out_dir: Path) -> str:
-    by_domain = load_by_domain(protocol, job.budget.img_size)
+def _run_in_worker(job: Job, split: Split, protocol: str, out_dir: Path, extension: Extension | None = None) -> str:
+    by_domain = load_by_domain(protocol, job.budget.img_size, extension)
     by_id = {s.id: s for ss in by_domain.values() for s in ss}
     return str(run_job(job, split, by_id, out_dir, progress=False))
 
@@ -311,8 +355,9 @@ def run_sweep(sweep: Sweep, workers: int = 1, log=print) -> list[Path]:
             done.append(run_job(job, split, by_id, sweep.out_dir, builder=builder))
             report(i, job)
         return done
+    extension = sweep.extension()
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_in_worker, j, s, sweep.protocol, sweep.out_dir): j for j, s in todo}
+        futures = {pool.submit(_run_in_worker, j, s, sweep.protocol, sweep.out_dir, extension): j for j, s in todo}
         for i, fut in enumerate(as_completed(futures), 1):
             done.append(Path(fut.result()))
             report(i, futures[fut])

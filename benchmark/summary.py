@@ -30,17 +30,29 @@ EXPLAIN_METRICS: tuple[str, ...] = ("saliency_consistency",)
 METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + SEGMENTATION_METRICS + EXPLAIN_METRICS
 PER_CLASS_F1: tuple[str, ...] = tuple(f"f1_{c}" for c in CLASSES)
 
+NO_SHIFT = "none"
+"""``target_kind`` of a target whose images are scored as they are (in-domain, another dataset)."""
+
 KEY_COLUMNS: tuple[str, ...] = (
     "protocol", "model", "treatment", "display", "source", "seed", "budget", "job_id", "split_hash",
-    "target", "domain", "severity", "shifted", "n", "env_id", "code_commit",
+    "target", "domain", "target_kind", "target_params", "severity", "shifted", "evaluated", "n", "env_id",
+    "code_commit",
 )
+"""``target_kind``, ``target_params`` (canonical JSON) and ``severity`` say what a target is; the
+reports read them, never the target's name. ``evaluated``: the target was added after the job ran
+(``evaluate``); such rows appear in the per-domain and severity tables but not in the protocol's
+shifted means or its hypotheses, which stay those of the protocol's own targets."""
 COLUMNS: tuple[str, ...] = KEY_COLUMNS + METRICS + PER_CLASS_F1
 
 _DTYPES = {
     "protocol": str, "model": str, "treatment": str, "display": str, "source": str, "seed": "int64",
-    "budget": str, "job_id": str, "split_hash": str, "target": str, "domain": str, "severity": "float64",
-    "shifted": bool, "n": "int64", "env_id": str, "code_commit": str, **{m: "float64" for m in METRICS + PER_CLASS_F1},
+    "budget": str, "job_id": str, "split_hash": str, "target": str, "domain": str, "target_kind": str,
+    "target_params": str, "severity": "float64",
+    "shifted": bool, "evaluated": bool, "n": "int64", "env_id": str, "code_commit": str, **{m: "float64" for m in METRICS + PER_CLASS_F1},
 }
+
+EVALUATIONS_DIR = "evaluations"
+"""Sub-folder of a job where ``evaluate`` adds targets after the job ran (``benchmark.evaluate``)."""
 
 SORT_KEYS: list[str] = ["protocol", "budget", "treatment", "model", "source", "seed", "target", "job_id"]
 """Canonical row order: reports sort by it first so they never depend on directory listing order."""
@@ -119,6 +131,41 @@ def environments(out_dir: Path) -> dict[str, dict]:
     return dict(sorted(out.items()))
 
 
+def evaluated_targets(job_dir: Path) -> dict[str, dict]:
+    """Per-target records that ``evaluate`` added to a job (``evaluations/<target>.json``), keyed by
+    target name; each has the shape of a ``metrics.json`` target. Temporaries are never read."""
+    folder = job_dir / EVALUATIONS_DIR
+    out: dict[str, dict] = {}
+    for path in sorted(folder.glob("[!.]*.json")) if folder.is_dir() else []:
+        obj = read_json(path)
+        out[str(_field(obj, "target", path))] = _field(obj, "result", path)
+    return out
+
+
+def target_columns(transform: dict | None) -> dict[str, str]:
+    """``target_kind`` and ``target_params`` of a target from its transform (``{"kind": k, **params}``
+    or None for images as they are)."""
+    if transform is None:
+        return {"target_kind": NO_SHIFT, "target_params": "{}"}
+    params = {k: v for k, v in transform.items() if k != "kind"}
+    return {"target_kind": str(transform["kind"]), "target_params": json.dumps(params, sort_keys=True,
+                                                                                separators=(",", ":"))}
+
+
+def legacy_transform(name: str, source: str, domain: str, severity: float | None) -> dict | None:
+    """The transform of a target recorded without one (a ``metrics.json`` without ``transform``, a
+    ``summary.csv`` without ``target_kind``). The protocols then knew two kinds and named their
+    targets ``<kind>:<arg>``: re-staining from the source into domain ``arg``, HED jitter at
+    severity ``arg``; every other target was an untouched image set. This is the one place that
+    reads a target's kind from its name."""
+    kind, colon, _ = name.partition(":")
+    if colon and kind == "restain":
+        return {"kind": kind, "source": source, "target": domain}
+    if colon and kind == "hed":
+        return {"kind": kind, "severity": severity}
+    return None
+
+
 def job_rows(job_dir: Path) -> list[dict]:
     """The summary rows of one completed job (one per evaluation target)."""
     cfg_path, met_path = job_dir / "config.json", job_dir / "metrics.json"
@@ -138,6 +185,12 @@ def job_rows(job_dir: Path) -> list[dict]:
     targets = _field(met, "targets", met_path)
     if not isinstance(targets, dict) or not targets:
         raise BenchmarkError(f"{met_path}: 'targets' must be a non-empty object of per-target results")
+    evaluated = evaluated_targets(job_dir)
+    clash = sorted(set(evaluated) & set(targets))
+    if clash:
+        raise BenchmarkError(f"{job_dir / EVALUATIONS_DIR}: target(s) {', '.join(clash)} are also in {met_path}; "
+                             "delete the evaluation files")
+    targets = {**targets, **evaluated}
     rows = []
     for name in sorted(targets):
         t = targets[name]
@@ -146,9 +199,13 @@ def job_rows(job_dir: Path) -> list[dict]:
             raise BenchmarkError(f"{where}: expected an object with 'metrics'")
         scores = t["metrics"]
         per_class = scores.get("per_class") or {}
+        domain = str(_field(t, "domain", where))
+        transform = t["transform"] if "transform" in t else \
+            legacy_transform(name, base["source"], domain, t.get("severity"))
         row = {
-            **base, "target": name, "domain": str(_field(t, "domain", where)),
-            "severity": t.get("severity"), "shifted": name != IN_DOMAIN, "n": int(_field(t, "n", where)),
+            **base, "target": name, "domain": domain, **target_columns(transform),
+            "severity": t.get("severity"), "shifted": name != IN_DOMAIN, "evaluated": name in evaluated,
+            "n": int(_field(t, "n", where)),
         }
         for m in METRICS:
             value = scores.get(m)
@@ -225,12 +282,19 @@ def write_summary(df: pd.DataFrame, path: Path) -> Path:
 
 def read_summary(path: Path) -> pd.DataFrame:
     """``summary.csv`` back into the DataFrame :func:`build_summary` made (same dtypes), split hashes
-    checked as there (:func:`check_split_hashes`)."""
+    checked as there (:func:`check_split_hashes`). A summary written before the target columns
+    existed gets them from :func:`legacy_transform`."""
     try:
         df = pd.read_csv(path, dtype={k: v for k, v in _DTYPES.items() if v is str}, keep_default_na=False,
                          na_values={c: [""] for c in _DTYPES if _DTYPES[c] == "float64"})
     except FileNotFoundError as e:
         raise BenchmarkError(f"{path} is missing: run `report` on the results folder first") from e
+    if "target_kind" not in df.columns and "target_params" not in df.columns:
+        derived = [target_columns(legacy_transform(r.target, r.source, r.domain, None if pd.isna(r.severity)
+                                                   else float(r.severity))) for r in df.itertuples(index=False)]
+        df = df.assign(**pd.DataFrame(derived, index=df.index, columns=["target_kind", "target_params"]))
+    if "evaluated" not in df.columns:  # written before `evaluate` existed: every row is the protocol's
+        df = df.assign(evaluated=False)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise BenchmarkError(f"{path}: missing columns {missing}; rebuild it with `report`")
@@ -245,6 +309,7 @@ def main_report(out_dir: Path) -> int:
     Tables and figures are imported here, not at module level, so reading a summary does not
     import matplotlib."""
     from benchmark.figures import write_figures
+    from benchmark.provenance import write_provenance
     from benchmark.tables import write_tables
 
     out_dir = Path(out_dir)
@@ -254,6 +319,7 @@ def main_report(out_dir: Path) -> int:
     envs = environments(out_dir)
     write_json(out_dir / "environments.json", envs)
     print(f"{out_dir / 'environments.json'}: {len(envs)} environment(s) ({', '.join(envs) or 'none recorded'})")
+    print(*write_provenance(out_dir), sep="\n")
     for path in write_tables(df, out_dir / "tables"):
         print(path)
     for path in write_figures(out_dir, df, out_dir / "figures"):

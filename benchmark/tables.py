@@ -15,6 +15,7 @@ budget) group; rows are sorted first, so the output does not depend on the row o
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ import pandas as pd
 
 from benchmark.atomic import write_text
 from benchmark.metrics import LOWER_IS_BETTER
-from benchmark.summary import IN_DOMAIN, NO_TREATMENT, canonical
+from benchmark.summary import IN_DOMAIN, NO_SHIFT, NO_TREATMENT, canonical
 from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
+from wbcdata.target_kinds import severity_text
 
 NO_DATA = "—"
 NOT_APPLICABLE = "n/a"
@@ -208,20 +210,40 @@ def ordered_displays(df: pd.DataFrame) -> list[str]:
     return [p.display for p in pairs]
 
 
-def target_sort_key(name: str, severity: float) -> tuple:
-    """in_domain, then re-stains by name, then HED severities ascending, then other domains."""
+def target_sort_key(name: str, kind: str, severity: float) -> tuple:
+    """in_domain; then per-domain kinds (re-stains) by name; then graded kinds by kind and
+    severity ascending; then untouched other domains."""
     if name == IN_DOMAIN:
-        return (0, 0.0, name)
-    if name.startswith("restain:"):
-        return (1, 0.0, name)
-    if name.startswith("hed:"):
-        return (2, 0.0 if math.isnan(severity) else severity, name)
-    return (3, 0.0, name)
+        return (0, "", 0.0, name)
+    if kind == NO_SHIFT:
+        return (3, "", 0.0, name)
+    if math.isnan(severity):
+        return (1, kind, 0.0, name)
+    return (2, kind, severity, name)
 
 
 def ordered_targets(df: pd.DataFrame) -> list[str]:
-    first = df.groupby("target")["severity"].first()
-    return sorted(first.index, key=lambda t: target_sort_key(t, float(first[t])))
+    first = df.groupby("target")[["target_kind", "severity"]].first()
+    return sorted(first.index, key=lambda t: target_sort_key(t, first.at[t, "target_kind"],
+                                                             float(first.at[t, "severity"])))
+
+
+def graded_kinds(df: pd.DataFrame) -> list[str]:
+    """Target kinds with a severity axis in ``df`` (per-domain kinds such as re-staining have none)."""
+    rows = df[(df["target_kind"] != NO_SHIFT) & df["severity"].notna()]
+    return sorted(rows["target_kind"].unique())
+
+
+def severity_levels(df: pd.DataFrame, kind: str) -> list[tuple[float, str]]:
+    """(severity, label) of ``kind``'s targets ascending; the label adds the parameters where they
+    are not the severity itself (``2 (quality=70)``; HED's ``0.1`` is its parameter)."""
+    rows = df[df["target_kind"] == kind].drop_duplicates("severity").sort_values("severity")
+    out = []
+    for s, params in zip(rows["severity"], rows["target_params"]):
+        shown = {k: v for k, v in json.loads(params).items() if not (k == "severity" and v == s)}
+        text = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in shown.items())
+        out.append((float(s), f"{s:g} ({text})" if text else f"{s:g}"))
+    return out
 
 
 def groups(df: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
@@ -241,11 +263,17 @@ def _label(kind: str, protocol: str, budget: str) -> str:
 
 # ---- the tables -----------------------------------------------------------------------------
 
+def protocol_targets(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the protocol's own targets: what its shifted means and verdicts are over (targets
+    that ``evaluate`` added later are listed per domain and per severity only)."""
+    return df[~df["evaluated"]]
+
+
 def main_comparison(df: pd.DataFrame) -> list[Table]:
     """Paper Table 2: accuracy, macro-F1, AUC, IoU in-domain and averaged over shifted targets, and
     each model's IoU gain over the constant-mask floor (:data:`IOU_FLOOR`) on the same targets."""
     tables = []
-    for protocol, budget, g in groups(df):
+    for protocol, budget, g in groups(protocol_targets(df)):
         has_shift = bool(g["shifted"].any())
         conditions = [("in-domain", ~g["shifted"])] + ([("shifted", g["shifted"])] if has_shift else [])
         header = ["Model"] + [h for cond, _ in conditions
@@ -275,7 +303,7 @@ def main_comparison(df: pd.DataFrame) -> list[Table]:
 def ablation(df: pd.DataFrame) -> list[Table]:
     """Paper Table 3: the four SG-CLDFF variants and their paired difference to the full model."""
     tables = []
-    for protocol, budget, g in groups(df):
+    for protocol, budget, g in groups(protocol_targets(df)):
         g = g[g["model"].isin(SG_CLDFF_VARIANTS)]
         if g.empty:
             continue
@@ -338,23 +366,22 @@ def per_domain(df: pd.DataFrame, metric: str, name: str) -> list[Table]:
 
 
 def iou_vs_severity(df: pd.DataFrame) -> list[Table]:
-    """IoU under HED perturbations of growing severity (severity 0 = the untouched in-domain test)."""
+    """IoU against severity, one table per graded target kind (HED jitter, each acquisition shift);
+    severity 0 = the untouched in-domain test."""
     tables = []
     for protocol, budget, g in groups(df):
-        hed = g[g["target"].str.startswith("hed:")]
-        if hed.empty:
-            continue
-        severities = sorted(hed["severity"].unique())
-        header = ["Model", "Source", "0 (in-domain)", *[f"{s:g}" for s in severities]]
-        rows = []
-        for display, source in _source_rows(g):
-            mine = g[(g["display"] == display) & (g["source"] == source)]
-            cells = [cell_of(mine[mine["target"] == IN_DOMAIN], "iou")]
-            cells += [cell_of(mine[mine["target"].str.startswith("hed:") & (mine["severity"] == s)], "iou")
-                      for s in severities]
-            rows.append([display, source, *cells])
-        caption = f"IoU against HED stain-perturbation severity. {_group_title(protocol, budget, g)}"
-        tables.append(finish(caption, _label("iou-vs-severity", protocol, budget), header, rows, 2))
+        for kind in graded_kinds(g):
+            levels = severity_levels(g, kind)
+            header = ["Model", "Source", "0 (in-domain)", *[label for _, label in levels]]
+            rows = []
+            for display, source in _source_rows(g):
+                mine = g[(g["display"] == display) & (g["source"] == source)]
+                cells = [cell_of(mine[mine["target"] == IN_DOMAIN], "iou")]
+                cells += [cell_of(mine[(mine["target_kind"] == kind) & (mine["severity"] == s)], "iou")
+                          for s, _ in levels]
+                rows.append([display, source, *cells])
+            caption = f"IoU against {severity_text(kind)}. {_group_title(protocol, budget, g)}"
+            tables.append(finish(caption, _label(f"iou-vs-severity-{kind}", protocol, budget), header, rows, 2))
     return tables
 
 
@@ -365,7 +392,7 @@ def treatment_comparison(df: pd.DataFrame) -> list[Table]:
     """Stain treatments head to head: every model run under more than one treatment, one column per
     treatment and the paired difference of each to no treatment (same model, split and seed)."""
     tables = []
-    for protocol, budget, g in groups(df):
+    for protocol, budget, g in groups(protocol_targets(df)):
         treatments = sorted(g["treatment"].unique(), key=lambda t: (t != NO_TREATMENT, t))
         models = sorted({m for m, n in g.groupby("model")["treatment"].nunique().items() if n > 1},
                         key=lambda m: model_sort_key(m, NO_TREATMENT))
@@ -402,7 +429,8 @@ TABLES: dict[str, Callable[[pd.DataFrame], list[Table]]] = {
 }
 SKIP_REASONS: dict[str, str] = {
     "ablation": f"no SG-CLDFF variant ({', '.join(SG_CLDFF_VARIANTS)}) in the results",
-    "iou_vs_severity": "no hed:* (HED severity) targets in the results (only cross_stain protocols have them)",
+    "iou_vs_severity": "no targets with a severity (HED jitter, acquisition shifts) in the results (cross_stain and "
+                       "cross_scanner protocols have them)",
     "treatments": "no model was run under a stain treatment and without one (run with --treatments none,...)",
 }
 

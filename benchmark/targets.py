@@ -1,9 +1,11 @@
-"""Realize a split's test targets as samples: untouched, re-stained into another domain's stain
-profile, or HED-perturbed. Transforms never touch masks or labels, so they stay valid.
+"""Realize a split's test targets as samples: untouched, or transformed by their registered target
+kind (:mod:`wbcdata.target_kinds`: re-staining, HED jitter, the scanner's acquisition shifts).
+Kinds never touch masks or labels, and the builder refuses an image whose shape or type changed,
+so masks stay valid.
 
 Stain profiles: the source profile is estimated from the *training* images of the source domain,
-a target domain's from all of its images (it never trains the model). HED perturbations are
-seeded by (split seed, sample id, severity), so every model of a seed sees the same test images.
+a target domain's from all of its images (it never trains the model). Each image's random stream
+is seeded by (split seed, sample id, severity), so every model of a seed sees the same test images.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from wbcdata import stain
-from core.sample import Sample
 from core.errors import BenchmarkError
+from core.sample import Sample
 from protocols.split import Split, TestTarget
+from wbcdata import stain
+from wbcdata.target_kinds import TARGET_KINDS, get_target_kind
 
 
 class TargetBuilder:
@@ -43,19 +46,20 @@ class TargetBuilder:
 
     def _build(self, target: TestTarget) -> list[Sample]:
         base = [self.by_id[i] for i in target.ids]
-        t = target.transform
-        if t is None:
+        if target.kind is None:
             return base
-        if t["kind"] == "restain":
-            src, dst = self.profile(t["source"]), self.profile(t["target"])
-            return [replace(s, image=stain.restain(s.image, src, dst), domain=target.domain) for s in base]
-        if t["kind"] == "hed":
-            sev = float(t["severity"])
-            return [
-                replace(s, image=stain.hed_perturb(s.image, sev, self._rng(s.id, sev)), domain=target.domain)
-                for s in base
-            ]
-        raise BenchmarkError(f"split {self.split.key}: unknown transform kind '{t['kind']}' in target '{target.name}'")
+        if target.kind not in TARGET_KINDS:
+            raise BenchmarkError(f"split {self.split.key}: unknown transform kind '{target.kind}' in target "
+                                 f"'{target.name}'; registered target kinds: {', '.join(TARGET_KINDS.names())}")
+        kind, params, severity = get_target_kind(target.kind), target.params, target.severity or 0.0
+        out = []
+        for s in base:
+            image = kind.apply(s.image, params, self._rng(s.id, severity), self)
+            if image.shape != s.image.shape or image.dtype != np.uint8:
+                raise BenchmarkError(f"target kind '{target.kind}' turned {s.id} from {s.image.shape} uint8 into "
+                                     f"{image.shape} {image.dtype}: a kind may change pixel values only")
+            out.append(replace(s, image=image, domain=target.domain))
+        return out
 
     def _rng(self, sample_id: str, severity: float) -> np.random.Generator:
         return np.random.default_rng([self.split.seed, zlib.crc32(sample_id.encode()), int(round(severity * 1e4))])

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from benchmark.batches import ArraySet, ImageAugment, eval_batches, paper_augmentation, train_batches
 from benchmark.budgets import Budget
-from core.sample import CLASSES
+from core.sample import CLASSES, MASK_NUCLEUS
 from core.errors import BenchmarkError
 from benchmark.metrics import SEGMENTATION_METRICS, classification_metrics, segmentation_metrics
 from models.base import WBCModel
@@ -127,7 +127,9 @@ def score_predictions(pred: SetPredictions, task: str) -> dict:
         out.update(classification_metrics(np.zeros(0, int), np.zeros((0, len(CLASSES)))))
     if pred.pred_masks is not None and pred.mask_valid.any() and task != "classification":
         v = pred.mask_valid
-        out.update(segmentation_metrics(pred.pred_masks[v], pred.true_masks[v], score_nucleus=pred.has_nucleus))
+        # a set whose true masks hold no nucleus (a user folder's whole-cell masks) has no nucleus to score
+        nucleus = pred.has_nucleus and bool((pred.true_masks[v] == MASK_NUCLEUS).any())
+        out.update(segmentation_metrics(pred.pred_masks[v], pred.true_masks[v], score_nucleus=nucleus))
     else:
         out.update({k: None for k in SEGMENTATION_METRICS})
     return out

@@ -15,14 +15,19 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps a name to a factory; ``kind`` appears in error messages ("unknown model 'x'")."""
+    """Maps a name to a factory; ``kind`` appears in error messages ("unknown model 'x'").
+
+    ``metadata`` kept beside a factory (timm keeps its pretrained configs so) answers questions
+    about an entry without building it, e.g. which heads a model has."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
+        self._metadata: dict[str, object] = {}
 
-    def register(self, name: str | None = None, description: str | None = None) -> Callable[[T], T]:
+    def register(self, name: str | None = None, description: str | None = None,
+                 metadata: object = None) -> Callable[[T], T]:
         def wrap(obj: T) -> T:
             key = name or getattr(obj, "__name__")
             if key in self._entries:
@@ -30,6 +35,7 @@ class Registry(Generic[T]):
                 raise BenchmarkError(f"{self.kind} '{key}' is registered twice, by {first} and by {second}: "
                                      f"rename one (a plugin may not reuse a built-in name)")
             self._entries[key] = obj
+            self._metadata[key] = metadata
             doc = description or (getattr(obj, "__doc__", None) or "").strip().splitlines()
             self._descriptions[key] = doc if isinstance(doc, str) else (doc[0] if doc else "")
             return obj
@@ -50,6 +56,11 @@ class Registry(Generic[T]):
     def description(self, name: str) -> str:
         self.get(name)
         return self._descriptions[name]
+
+    def metadata(self, name: str) -> object:
+        """What was registered with ``name`` beside its factory (None if nothing)."""
+        self.get(name)
+        return self._metadata[name]
 
     def __contains__(self, name: object) -> bool:
         load_plugins()

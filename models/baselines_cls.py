@@ -232,19 +232,19 @@ class ResNeXtCC(_ClassifierBase):
         return total, loss_parts_as_floats({"ce": ce, "center": center, "total": total})
 
 
-@register_model("efficientswin")
+@register_model("efficientswin", heads=("classifier",), min_size=32, size_multiple=32)
 def efficientswin(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> EfficientSwin:
     """EfficientSwin baseline: EfficientNet-B0 || Swin-Tiny features -> linear; classification only."""
     return EfficientSwin(num_classes, img_size, **kwargs)
 
 
-@register_model("resnext_cc")
+@register_model("resnext_cc", heads=("classifier",), min_size=32)
 def resnext_cc(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> ResNeXtCC:
     """ResNeXt-CC baseline: HSV ResNeXt-50 32x4d + ECA down-sampling + CFFM, w-softmax + center loss."""
     return ResNeXtCC(num_classes, img_size, **kwargs)
 
 
-@register_model("resnext_cc_small")
+@register_model("resnext_cc_small", heads=("classifier",), min_size=32)
 def resnext_cc_small(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> ResNeXtCC:
     """ResNeXt-CC with (1, 1, 1, 2) blocks per stage instead of (3, 4, 6, 3): the cpu-budget variant."""
     return ResNeXtCC(num_classes, img_size, layers=RESNEXT_CC_SMALL_LAYERS, **kwargs)

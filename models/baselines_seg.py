@@ -233,19 +233,19 @@ class ClassicalSegmenter(WBCModel):
         return torch.zeros((), device=out.mask_logits.device), {"total": 0.0}
 
 
-@register_model("unet")
+@register_model("unet", heads=("segmenter",), min_size=16, size_multiple=16)
 def unet(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> UNet:
     """U-Net segmentation reference (~1.9M params, RGB input); no classifier."""
     return UNet(**kwargs)
 
 
-@register_model("saliency_unet")
+@register_model("saliency_unet", heads=("segmenter",), min_size=16, size_multiple=16)
 def saliency_unet(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> UNet:
     """Saliency-UNet: the U-Net with the training-free hematoxylin saliency prior as a 4th input channel."""
     return UNet(saliency_channel=True, **kwargs)
 
 
-@register_model("classical")
+@register_model("classical", heads=("segmenter",), min_size=16)
 def classical(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> ClassicalSegmenter:
     """Classical training-free segmenter: Otsu on hematoxylin density + morphology; no classifier."""
     return ClassicalSegmenter(**kwargs)

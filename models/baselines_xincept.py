@@ -5,6 +5,8 @@ Two stages: the extractor is trained end to end with a linear head by the engine
 """
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 import numpy as np
@@ -137,7 +139,30 @@ class XInceptAll(_ClassifierBase):
         self.xgb, self.xgb_classes = xgb, classes
 
 
-@register_model("xincept_all")
+    def get_extra_state(self) -> torch.Tensor:
+        """The fitted XGBoost stage as bytes in a uint8 tensor (a JSON header line with the classes,
+        then the booster in XGBoost's binary UBJSON format, which round-trips exactly), so the
+        tensors-only checkpoint restores the scored classifier; empty before ``after_training``."""
+        if self.xgb is None:
+            return torch.empty(0, dtype=torch.uint8)
+        header = json.dumps({"classes": self.xgb_classes.tolist()}).encode() + b"\n"
+        raw = bytes(self.xgb.get_booster().save_raw("ubj"))
+        return torch.frombuffer(bytearray(header + raw), dtype=torch.uint8).clone()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        if state.numel() == 0:
+            self.xgb, self.xgb_classes = None, None
+            return
+        from xgboost import XGBClassifier
+
+        blob = state.cpu().numpy().tobytes()
+        header, raw = blob.split(b"\n", 1)
+        xgb = XGBClassifier()
+        xgb.load_model(bytearray(raw))
+        self.xgb, self.xgb_classes = xgb, np.array(json.loads(header)["classes"])
+
+
+@register_model("xincept_all", heads=("classifier",), min_size=32)
 def xincept_all(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> XInceptAll:
     """XIncept-ALL baseline: InceptionV3 || Xception features fused, trained with a linear head, then XGBoost."""
     return XInceptAll(num_classes, img_size, **kwargs)

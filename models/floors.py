@@ -104,13 +104,13 @@ class MajorityClass(_ReferenceModel):
         self.prior.copy_(torch.from_numpy(counts / counts.sum()))
 
 
-@register_model("constant_mask")
+@register_model("constant_mask", heads=("segmenter",))
 def constant_mask(num_classes: int = 5, img_size: int = 224) -> ConstantMask:
     """Segmentation floor: the mean training mask thresholded at 0.5, image ignored; no classifier."""
     return ConstantMask(img_size)
 
 
-@register_model("majority_class")
+@register_model("majority_class", heads=("classifier",))
 def majority_class(num_classes: int = 5, img_size: int = 224) -> MajorityClass:
     """Classification floor: the training label prior for every image; no segmenter."""
     return MajorityClass(num_classes)

@@ -295,25 +295,25 @@ class SGCLDFF(WBCModel):
         return (s - a).abs().mean()
 
 
-@register_model("sg_cldff")
+@register_model("sg_cldff", heads=("classifier", "segmenter"), min_size=32, size_multiple=16)
 def sg_cldff(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> SGCLDFF:
     """SG-CLDFF (full): saliency module + gating + alignment to the prior, cross-layer fusion."""
     return SGCLDFF(num_classes, img_size, **kwargs)
 
 
-@register_model("sg_cldff_no_saliency")
+@register_model("sg_cldff_no_saliency", heads=("classifier", "segmenter"), min_size=32, size_multiple=16)
 def sg_cldff_no_saliency(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> SGCLDFF:
     """SG-CLDFF without saliency-guided preprocessing: no saliency module, gating or alignment."""
     return SGCLDFF(num_classes, img_size, use_saliency=False, align_weight=0.0, **kwargs)
 
 
-@register_model("sg_cldff_no_align")
+@register_model("sg_cldff_no_align", heads=("classifier", "segmenter"), min_size=32, size_multiple=16)
 def sg_cldff_no_align(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> SGCLDFF:
     """SG-CLDFF without saliency alignment (lambda = 0); module and gating kept (H1 comparison)."""
     return SGCLDFF(num_classes, img_size, align_weight=0.0, **kwargs)
 
 
-@register_model("sg_cldff_no_cldff")
+@register_model("sg_cldff_no_cldff", heads=("classifier", "segmenter"), min_size=32, size_multiple=16)
 def sg_cldff_no_cldff(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> SGCLDFF:
     """SG-CLDFF without cross-layer fusion: fusion, decoder and class head see F3 only (H2 comparison)."""
     return SGCLDFF(num_classes, img_size, cross_layer_fusion=False, **kwargs)

@@ -9,19 +9,24 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 from core.errors import BenchmarkError
+from wbcdata.target_kinds import get_target_kind
 
 
 @dataclass(frozen=True)
 class TestTarget:
     """One evaluation target of a trained model.
 
-    ``transform`` is None (images as they are) or a dict describing a stain transform applied at
-    evaluation time, geometry untouched: ``{"kind": "restain", "source": d, "target": d2}`` or
-    ``{"kind": "hed", "severity": s}``. ``severity`` is set for HED targets (0 for the untouched
-    in-domain target of a cross-stain protocol) so tables can plot metric against severity.
+    ``transform`` is None (images as they are) or ``{"kind": k, **params}``: a registered target
+    kind (:mod:`wbcdata.target_kinds`) applied at evaluation time, geometry untouched, e.g.
+    ``{"kind": "restain", "source": d, "target": d2}``, ``{"kind": "hed", "severity": s}`` or
+    ``{"kind": "defocus", "radius_frac": r}``. ``severity`` is set for graded kinds (0 for the
+    untouched in-domain target of a shift protocol) so tables can plot metric against severity.
+    Kind and parameters are read from ``transform`` (:attr:`kind`, :attr:`params`), never from the
+    name, and are not separate fields, so the manifests and hashes of existing splits stay as they were.
     """
 
     name: str
@@ -29,6 +34,31 @@ class TestTarget:
     ids: tuple[str, ...]
     transform: dict | None = None
     severity: float | None = None
+
+    @property
+    def kind(self) -> str | None:
+        """The target kind, None for images as they are."""
+        return None if self.transform is None else str(self.transform["kind"])
+
+    @property
+    def params(self) -> dict:
+        """The kind's parameters (the transform less its kind); empty for images as they are."""
+        return {k: v for k, v in (self.transform or {}).items() if k != "kind"}
+
+
+def targets_for_kind(kind: str, ids: Sequence[str], source: str, domains: Sequence[str] = ()) -> list[TestTarget]:
+    """The test targets of one registered kind over ``ids`` (a split's in-domain test images).
+
+    A graded kind gives one target per severity, named and with domain ``<kind>:<severity>``; a
+    per-domain kind (``restain``) one per domain of ``domains`` other than ``source``, named
+    ``<kind>:<domain>`` with that domain. Unknown kinds list the registered ones."""
+    spec = get_target_kind(kind)
+    ids = tuple(ids)
+    if spec.graded:
+        return [TestTarget(f"{kind}:{s:g}", f"{kind}:{s:g}", ids, {"kind": kind, **params}, s)
+                for s, params in spec.grades]
+    return [TestTarget(f"{kind}:{d}", d, ids, {"kind": kind, "source": source, "target": d}, None)
+            for d in domains if d != source]
 
 
 @dataclass(frozen=True)

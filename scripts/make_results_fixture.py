@@ -4,8 +4,8 @@
     python scripts/make_results_fixture.py --update-golden  # ... and rebuild the golden reports
     python scripts/make_results_fixture.py --out /tmp/x     # write the jobs elsewhere
 
-The fixture holds two experiments on invented numbers, each with two sources so that every
-multi-source branch of the reports runs:
+The fixture holds three experiments on invented numbers, the first two with two sources so that
+every multi-source branch of the reports runs:
 
 - cross_stain from sources ``src`` and ``alt``: the four SG-CLDFF variants x 3 seeds, a
   classification-only baseline with 2 seeds (its IoU is n/a, its n differs), SG-CLDFF under a
@@ -14,6 +14,10 @@ multi-source branch of the reports runs:
   hed:0.3;
 - within_dataset from sources ``bccd`` and ``src`` (in_domain only): SG-CLDFF, the two ablations
   of the paper's Table 3 and the baseline, for the H3/H4 hypotheses and the claims table;
+- cross_scanner from source ``src``: SG-CLDFF, its no-align ablation and the constant-mask floor
+  x 3 seeds; targets in_domain and two severities each of defocus and JPEG, with the parameters
+  the registry gives them (:mod:`wbcdata.target_kinds`), for the per-kind severity tables and
+  figures (the scanner shifts are not cross-stain targets, so H1 is not evaluated there);
 
 plus an unfinished job (no ``done``) and a leftover temporary directory, both of which reports
 must ignore; 10 test images of 8x8 px. Predictions come from seeded random generators and the
@@ -47,6 +51,7 @@ from core.sample import CLASSES  # noqa: E402
 from benchmark.metrics import (  # noqa: E402
     SEGMENTATION_METRICS, classification_metrics, mask_to_rle, segmentation_metrics,
 )
+from wbcdata.target_kinds import get_target_kind  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "results_tiny"
 GOLDEN = FIXTURE / "golden"
@@ -65,11 +70,21 @@ class Target:
     """How hard the target is, 0 (in-domain) to 1: scales each model's loss under shift."""
 
 
+def _graded(kind: str, severity: float, shift: float) -> Target:
+    """A target of a graded registered kind at ``severity``, named and parameterized as the protocols do."""
+    params = dict(get_target_kind(kind).grades)[severity]
+    return Target(f"{kind}:{severity:g}", f"{kind}:{severity:g}", severity, {"kind": kind, **params}, shift)
+
+
 def targets(protocol: str, source: str) -> tuple[Target, ...]:
-    """The test targets of one job: in-domain alone within a dataset; re-stain and HED beside it in cross_stain."""
+    """The test targets of one job: in-domain alone within a dataset; re-stain and HED beside it in
+    cross_stain; defocus and JPEG in cross_scanner."""
     in_domain = Target("in_domain", source, 0.0, None, 0.0)
     if protocol == "within_dataset":
         return (in_domain,)
+    if protocol == "cross_scanner":
+        return (in_domain, _graded("defocus", 1.0, 0.2), _graded("defocus", 5.0, 0.9), _graded("jpeg", 2.0, 0.3),
+                _graded("jpeg", 5.0, 0.7))
     return (
         in_domain,
         Target("restain:a", "a", None, {"kind": "restain", "source": source, "target": "a"}, 0.6),
@@ -106,9 +121,12 @@ MODELS = (
 )
 WITHIN_MODELS = tuple(m for m in MODELS if m.treatment == "none"
                       and m.model in ("sg_cldff", "sg_cldff_no_saliency", "sg_cldff_no_cldff", "resnext_cc"))
+SCANNER_MODELS = tuple(m for m in MODELS if m.treatment == "none"
+                       and m.model in ("sg_cldff", "sg_cldff_no_align", "constant_mask"))
 EXPERIMENTS: tuple[tuple[str, tuple[str, ...], tuple[FakeModel, ...]], ...] = (
     ("cross_stain", ("src", "alt"), MODELS),
     ("within_dataset", ("bccd", "src"), WITHIN_MODELS),
+    ("cross_scanner", ("src",), SCANNER_MODELS),
 )
 """(protocol, sources, models) of the fixture."""
 

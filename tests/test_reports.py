@@ -81,7 +81,7 @@ def test_report_commands_write_everything(tmp_path, capsys):
     assert main_report(tmp_path) == 0 and main_hypotheses(tmp_path) == 0
     printed = capsys.readouterr().out
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert figures == sorted(["iou_boxplot__cross_stain__tiny.png", "iou_vs_severity__cross_stain__tiny.png",
+    assert figures == sorted(["iou_boxplot__cross_stain__tiny.png", "iou_vs_severity__cross_stain__tiny__hed.png",
                               *[f"roc_pr__cross_stain__tiny__{m}.png" for m in ("resnext_cc", "sg_cldff",
                                                                                "sg_cldff_no_align")]])
     for name in figures:
@@ -105,7 +105,7 @@ def test_fixture_generator_is_deterministic_and_committed(tmp_path, script):
 
 def test_figure_bytes_are_stable(summary, tmp_path):
     colours = {d: (0.2, 0.4, 0.6, 1.0) for d in summary["display"].unique()}
-    paths = [write_png(iou_severity_figure(summary, colours, "t"), tmp_path / f"{i}.png") for i in range(2)]
+    paths = [write_png(iou_severity_figure(summary, "hed", colours, "t"), tmp_path / f"{i}.png") for i in range(2)]
     assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
@@ -115,8 +115,9 @@ def test_jobs_without_done_and_temp_dirs_are_ignored(summary, tmp_path):
     hidden = [p for p in jobs.iterdir() if p.name.startswith(".")]
     assert len(unfinished) == 1 and len(hidden) == 1 and (hidden[0] / "done").exists()
     assert sorted(summary.loc[summary["display"] == "sg_cldff", "seed"].unique()) == [0, 1, 2]
-    assert len(completed_job_dirs(FIXTURE)) == 64 and summary["job_id"].nunique() == 64
-    assert sorted(summary.groupby("protocol")["source"].unique().map(sorted).sum()) == ["alt", "bccd", "src", "src"]
+    assert len(completed_job_dirs(FIXTURE)) == 73 and summary["job_id"].nunique() == 73
+    assert sorted(summary.groupby("protocol")["source"].unique().map(sorted).sum()) == ["alt", "bccd", "src", "src",
+                                                                                       "src"]
     # the same directory counts once it has its marker: the rule is the marker, nothing else
     shutil.copytree(jobs, tmp_path / "jobs")
     (tmp_path / "jobs" / unfinished[0].name / "done").write_text("now done\n")
@@ -204,7 +205,7 @@ def test_pooling_weighs_every_source_the_same(summary):
     unequal = summary[~((summary["source"] == "src") & summary["target"].isin(["hed:0.1", "hed:0.3"]))]
     ev = _verdicts(unequal)["H1"]
     rows = unequal[unequal["protocol"] == "cross_stain"]
-    rows = rows[rows["target"].str.startswith(("restain:", "hed:")) & (rows["treatment"] == "none")]
+    rows = rows[rows["target_kind"].isin(["restain", "hed"]) & (rows["treatment"] == "none")]
     by_source = rows.groupby(["model", "seed", "source"])["iou"].mean().groupby(["model", "seed"]).mean()
     expected = (by_source["sg_cldff"] - by_source["sg_cldff_no_align"]).mean()
     assert ev.test["mean_diff"] == pytest.approx(expected, rel=1e-5)
@@ -322,7 +323,7 @@ def test_a_split_is_one_per_protocol_source_and_seed_whatever_the_model_or_treat
         (lambda df: df[df["model"] != "sg_cldff_no_align"], "no results for sg_cldff_no_align"),
         (lambda df: df.assign(iou=np.where(df["model"] == "sg_cldff_no_align", np.nan, df["iou"])), "iou is n/a"),
         (lambda df: df[(df["seed"] == 0) | (df["model"] != "sg_cldff_no_align")], "only 1 seed"),
-        (lambda df: df[~df["target"].str.startswith(("restain:", "hed:"))], "none of the targets the claim needs: cross-stain"),
+        (lambda df: df[~df["target_kind"].isin(["restain", "hed"])], "none of the targets the claim needs: cross-stain"),
     ],
 )
 def test_unevaluable_hypothesis_is_not_evaluated(summary, change, reason):
@@ -368,9 +369,9 @@ def test_claims_table_puts_the_paper_beside_within_dataset_bccd(summary):
 
 
 def test_tables_and_figures_skip_what_has_no_data(summary, capsys):
-    no_hed = summary[~summary["target"].str.startswith("hed:")]
-    assert isinstance(build_tables(no_hed)["iou_vs_severity"], str)
-    assert iou_severity_figure(no_hed, {}, "t") is None
+    ungraded = summary[summary["severity"].isna() | (summary["target_kind"] == "none")]
+    assert isinstance(build_tables(ungraded)["iou_vs_severity"], str)
+    assert iou_severity_figure(ungraded, "hed", {}, "t") is None
     no_variants = summary[summary["model"] == "resnext_cc"]
     assert "no SG-CLDFF variant" in build_tables(no_variants)["ablation"]
 

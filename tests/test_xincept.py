@@ -70,6 +70,24 @@ def test_xgboost_fit_is_deterministic_for_a_seed(model, images) -> None:
     assert torch.equal(runs[0], runs[1])
 
 
+def test_fitted_xgboost_travels_in_the_state_dict(model, images) -> None:
+    """Checkpoints are tensors only: the booster rides in ``_extra_state`` and a rebuilt model scores
+    exactly as the fitted one; an unfitted model's state restores the linear head."""
+    x = _x(images[:4])
+    model.after_training(images, TRAIN_LABELS, seed=3, device=CPU)
+    state = model.state_dict()
+    assert all(isinstance(v, torch.Tensor) for v in state.values()) and state["_extra_state"].numel() > 0
+    torch.manual_seed(1)
+    rebuilt = create_model("xincept_all", num_classes=K, img_size=SIZE)
+    rebuilt.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x).class_logits, model.eval()(x).class_logits)
+    assert list(rebuilt.xgb_classes) == [0, 1, 2]
+    fresh = create_model("xincept_all", num_classes=K, img_size=SIZE)
+    rebuilt.load_state_dict(fresh.state_dict())
+    assert rebuilt.xgb is None and rebuilt.xgb_classes is None
+
+
 @pytest.mark.parametrize("labels", [np.zeros(12, int), np.full(12, -1), np.array([2] * 6 + [-1] * 6)])
 def test_fewer_than_two_training_classes_is_a_clear_error(model, images, labels) -> None:
     with pytest.raises(BenchmarkError, match="xincept_all: XGBoost needs .* at least 2 classes"):

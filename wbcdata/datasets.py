@@ -23,7 +23,8 @@ Loader = Callable[[Path, int], list[Sample]]
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset: its loader, its domains (stain/scanner), and whether it is fetched."""
+    """A registered dataset: its loader, its domains (stain/scanner), whether it is fetched, and what a
+    report must say about where it came from (licence, citation, public source)."""
 
     name: str
     loader: Loader
@@ -31,6 +32,14 @@ class DatasetSpec:
     fetched: bool
     cache_version: str
     description: str
+    licence: str = ""
+    citation: str = ""
+    url: str = ""
+    cached: bool = False
+    """Whether ``load_dataset`` keeps its crops as .npz: fetched datasets and user folders, whose
+    ``cache_version`` then names the data as well as the crop rule."""
+    path: str = ""
+    """The folder of a user dataset (empty for the built-ins)."""
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -39,12 +48,14 @@ _DATASET_MODULES = ("wbcdata.real", "wbcdata.synthetic")
 
 
 def register_dataset(
-    name: str, *, domains: tuple[str, ...], fetched: bool, cache_version: str, description: str
+    name: str, *, domains: tuple[str, ...], fetched: bool, cache_version: str, description: str,
+    licence: str = "", citation: str = "", url: str = "",
 ) -> Callable[[Loader], Loader]:
     """Register a loader. ``cache_version`` must change whenever the crop rule or decoding changes."""
 
     def wrap(fn: Loader) -> Loader:
-        spec = DatasetSpec(name, fn, domains, fetched, cache_version, description)
+        spec = DatasetSpec(name, fn, domains, fetched, cache_version, description, licence, citation, url,
+                           cached=fetched)
         DATASETS.register(name, description)(spec)
         return fn
 
@@ -52,8 +63,13 @@ def register_dataset(
 
 
 def _load_all() -> None:
+    """Import the built-in loaders, then register the user folders named in ``$WBC_DATASETS``
+    (imported here, not at the top: :mod:`wbcdata.user` registers through this module)."""
     for mod in _DATASET_MODULES:
         importlib.import_module(mod)
+    from wbcdata.user import register_user_datasets
+
+    register_user_datasets()
 
 
 def list_datasets() -> list[str]:
@@ -120,13 +136,13 @@ def load_dataset(name: str, *, size: int = 128, root: Path | None = None, cache:
     spec = dataset_spec(name)
     root = root or data_dir()
     path = _cache_path(spec, size, root)
-    if cache and spec.fetched and path.exists():
+    if cache and spec.cached and path.exists():
         return _read_cache(path)
     if spec.fetched:
         from wbcdata.fetch import ensure_dataset
 
         ensure_dataset(name, root)
     samples = spec.loader(root, size)
-    if cache and spec.fetched:
+    if cache and spec.cached:
         _save_cache(path, samples)
     return samples

@@ -484,7 +484,8 @@ def print_report(
 
 def main_data(argv: list[str] | None = None) -> int:
     """``python -m benchmark data``: fetch, verify, extract and report the real datasets."""
-    from wbcdata.datasets import data_dir
+    from wbcdata.datasets import data_dir, list_datasets
+    from wbcdata.user import add_datasets, report_lines, user_dataset_names
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmark data", description="Fetch, verify, extract and report the real WBC datasets."
@@ -492,6 +493,9 @@ def main_data(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=None, help="where to extract (default: $WBC_DATA_DIR or ./data)")
     parser.add_argument("--mirror", type=Path, default=None, help=f"folder holding the archives (default: ${MIRROR_ENV})")
     parser.add_argument("--datasets", default=None, help=f"comma-separated subset of {','.join(DATASET_ARCHIVES)}")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH",
+                        help="also check and report a folder of your own (repeatable; alone, without --datasets, "
+                        "only these are checked); see docs/data.md")
     parser.add_argument(
         "--build-manifest", action="store_true", help="maintainers: rewrite manifest.json from the archives in --mirror"
     )
@@ -505,10 +509,15 @@ def main_data(argv: list[str] | None = None) -> int:
             print(f"wrote {MANIFEST_PATH}: " + ", ".join(f"{k} {len(e['members'])} files" for k, e in manifest["archives"].items()))
             return 0
         names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else list(DATASET_ARCHIVES)
+        if args.dataset and not args.datasets:
+            names = []
         for name in names:
             _archives_for(name)  # unknown names fail before anything is fetched
         root = Path(args.root or data_dir())
         manifest = load_manifest()
+        add_datasets(args.dataset)
+        list_datasets()  # registers the user folders: a bad name or descriptor fails before any fetch
+        users = user_dataset_names()
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -536,8 +545,16 @@ def main_data(argv: list[str] | None = None) -> int:
             print(f"error: dataset {name}: cell size / crop side not computed: {_why(e)}", file=sys.stderr)
             failed.append(f"{name} (crops failed)")
     print_report(reports, spans=spans, framing_errors=framing_errors)
+    for name in users:
+        try:
+            print("\n".join(report_lines(name, FRAMING_SIZE)))
+            print(f"  cell size / crop side (sqrt of WBC pixels, {FRAMING_SIZE} px crops): "
+                  f"{framing_span(name, root).line()}")
+        except BenchmarkError as e:
+            print(f"error: {e} (dataset {name})", file=sys.stderr)
+            failed.append(f"{name} (user folder)")
     print(f"data root {root.resolve()}; done in {time.perf_counter() - start:.1f} s")
     if failed:
-        print(f"error: {len(failed)} of {len(names)} datasets failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"error: {len(failed)} of {len(names) + len(users)} datasets failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0

@@ -33,9 +33,11 @@ folder laid out as::
 Mask encoding: single-channel (RGB is read as grey). If its maximum is <= 2 the values are the
 benchmark codes (0 background, 1 cytoplasm, 2 nucleus); otherwise grey levels, thresholded at
 >= 64 WBC and >= 192 nucleus (0/128/255 as in Zheng; note a binary 0/255 mask reads as all
-nucleus: write whole-cell masks as 0/128). ``class`` is one of CLASSES (any case) or blank
-(label None). Images with a mask are cropped on the mask box; without one, on the detector box
-(see :mod:`.crops`). Sample ids are ``<domain>/<id>``.
+nucleus: write whole-cell masks as 0/128, or describe them in a ``dataset.json``). ``class`` is one
+of CLASSES (any case) or blank (label None). Images with a mask are cropped on the mask box; without
+one, on the detector box (see :mod:`.crops`). Sample ids are ``<domain>/<id>``. A ``dataset.json``
+beside ``images/`` (:mod:`wbcdata.user`, named with ``--dataset NAME=PATH``) gives the mask encoding and
+a class map (:class:`FolderFormat`); several such folders can be used at once.
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ from wbcdata.crops import (
     wbc_components,
 )
 from wbcdata.datasets import register_dataset
-from core.sample import CLASSES, MASK_BACKGROUND, Sample
+from core.sample import CLASSES, MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS, Sample
 from core.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,9 @@ ZHENG_DIR, BCCD_MASKS_DIR, BCCD_VOC_DIR, PBC_DIR = "zheng", "bccd_masks", "bccd_
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VOC_MATCH_IOU = 0.3
+ZHENG_LICENCE = "GPL-3.0 (acknowledge Jiangxi Tecom and the CellaVision blog)"
+ZHENG_CITATION = ("Zheng X, Wang Y, Wang G, Liu J. Fast and robust segmentation of white blood cell images by "
+                  "self-supervised learning. Micron 107:55-71 (2018)")
 CACHE_VERSION = "v1"
 """Bump when the crop rule, thresholds or label rules change: load_dataset caches by it."""
 DETECTED_CACHE_VERSION = f"{CACHE_VERSION}-{DETECTOR_VERSION}"
@@ -122,10 +127,11 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def read_mask_codes(
-    path: Path, image_shape: tuple[int, ...], image_path: Path, *, codes_ok: bool = False
+    path: Path, image_shape: tuple[int, ...], image_path: Path, *, codes_ok: bool = False, raw: bool = False
 ) -> np.ndarray:
     """Decode a grey (or RGB) mask as codes {0,1,2}: thresholded grey levels, or taken as is when
-    ``codes_ok`` and its maximum is <= 2. Its size must match the image's."""
+    ``codes_ok`` and its maximum is <= 2; with ``raw`` the grey levels themselves (a user folder's
+    descriptor says what they mean). Its size must match the image's."""
     try:
         with Image.open(path) as im:
             grey = np.asarray(im.convert("L"))
@@ -136,7 +142,7 @@ def read_mask_codes(
             f"{path}: mask is {grey.shape[1]}x{grey.shape[0]} px but image {image_path} is "
             f"{image_shape[1]}x{image_shape[0]} px"
         )
-    if codes_ok and grey.max() <= 2:
+    if raw or (codes_ok and grey.max() <= 2):
         return grey.copy()
     return grey_to_codes(grey)
 
@@ -242,6 +248,7 @@ def _load_zheng(root: Path, size: int, which: int) -> list[Sample]:
 
 @register_dataset(
     "zheng_d1", domains=("zheng_d1",), fetched=True, cache_version=CACHE_VERSION,
+    licence=ZHENG_LICENCE, citation=ZHENG_CITATION,
     description="Zheng 2018 Dataset 1: 300 WBC images, rapid-stain reagent (Jiangxi Tecom), masks + labels",
 )
 def load_zheng_d1(root: Path, size: int) -> list[Sample]:
@@ -250,6 +257,7 @@ def load_zheng_d1(root: Path, size: int) -> list[Sample]:
 
 @register_dataset(
     "zheng_d2", domains=("zheng_d2",), fetched=True, cache_version=CACHE_VERSION,
+    licence=ZHENG_LICENCE, citation=ZHENG_CITATION,
     description="Zheng 2018 Dataset 2: 100 WBC images, CellaVision, Romanowsky stain, masks + labels",
 )
 def load_zheng_d2(root: Path, size: int) -> list[Sample]:
@@ -407,6 +415,10 @@ def bccd_inventory(
 
 @register_dataset(
     "bccd", domains=("bccd",), fetched=True, cache_version=CACHE_VERSION,
+    licence="MIT (BCCD, Shenggan/BCCD_Dataset; masks, Banik 2020)",
+    citation=("BCCD Dataset, github.com/Shenggan/BCCD_Dataset; Banik PP, Saha R, Kim KD. An automatic nucleus "
+              "segmentation and CNN model based classification method of white blood cell. Expert Systems with "
+              "Applications 149:113211 (2020)"),
     description="BCCD smartphone-microscope smears with Banik's WBC masks: one crop per WBC, labels where unambiguous",
 )
 def load_bccd(root: Path, size: int) -> list[Sample]:
@@ -463,6 +475,9 @@ def _detected_box(image: np.ndarray) -> tuple[Box, str]:
 
 @register_dataset(
     "pbc", domains=("pbc",), fetched=True, cache_version=DETECTED_CACHE_VERSION,
+    licence="CC-BY-4.0",
+    citation=("Acevedo A, Merino A, Alferez S, Molina A, Boldu L, Rodellar J. A dataset of microscopic peripheral "
+              "blood cell images for development of automatic recognition systems. Data in Brief 30:105474 (2020)"),
     description="PBC (Acevedo 2020) subset, CellaVision MGG, 5 classes, classification only (no masks)",
 )
 def load_pbc(root: Path, size: int) -> list[Sample]:
@@ -482,28 +497,73 @@ def load_pbc(root: Path, size: int) -> list[Sample]:
 # ---------------------------------------------------------------- user-held folders
 
 
-def _folder_labels(path: Path) -> dict[str, int | None]:
+def normalise_label(text: str) -> str:
+    """How a user label is compared: case and runs of spaces, dashes or underscores do not matter."""
+    return re.sub(r"[\s_-]+", " ", text.strip().lower())
+
+
+@dataclass(frozen=True)
+class FolderFormat:
+    """How a user folder encodes its masks and labels (its ``dataset.json``; the defaults are the
+    documented layout), so one loader serves every lab's conventions.
+
+    ``mask_values`` maps ``background``/``cytoplasm``/``nucleus`` (or ``background``/``wbc`` for a
+    whole-cell mask) to grey levels; each pixel takes the part of the nearest listed level (JPEG noise
+    and edge interpolation do not matter). None: codes 0/1/2 as is, else grey 0/128/255 thresholded.
+    ``class_map`` maps a normalised user label to one of CLASSES, or to None to drop its images."""
+
+    mask_values: dict[str, int] | None = None
+    class_map: dict[str, str | None] = field(default_factory=dict)
+
+    def codes(self, grey: np.ndarray) -> np.ndarray:
+        """Benchmark mask codes {0,1,2} of a grey mask (a whole-cell mask gives 0/1: no nucleus)."""
+        parts = {"background": MASK_BACKGROUND, "cytoplasm": MASK_CYTOPLASM, "wbc": MASK_CYTOPLASM, "nucleus": MASK_NUCLEUS}
+        levels = sorted(self.mask_values.items(), key=lambda kv: kv[1])
+        nearest = np.abs(grey[..., None].astype(np.int16) - np.array([v for _, v in levels], np.int16)).argmin(-1)
+        return np.array([parts[k] for k, _ in levels], np.uint8)[nearest]
+
+    def label(self, raw: str, where: str) -> tuple[int | None, str | None]:
+        """(class index or None, dropped user label or None) of one labels.csv cell."""
+        name = normalise_label(raw)
+        if not name:
+            return None, None
+        if name in self.class_map:
+            target = self.class_map[name]
+            return (None, name) if target is None else (CLASSES.index(target), None)
+        if name in CLASSES:
+            return CLASSES.index(name), None
+        mapped = f", or map it in dataset.json's class_map ({', '.join(sorted(self.class_map))})" if self.class_map else \
+            "; map it onto one (or to null to drop it) in a dataset.json class_map"
+        raise BenchmarkError(f"{where}: unknown class {name!r}; known: {', '.join(CLASSES)}{mapped}")
+
+
+def folder_labels(path: Path, fmt: FolderFormat = FolderFormat()) -> tuple[dict[str, int | None], dict[str, str]]:
+    """``labels.csv`` (``id,class``): id -> class index or None, and id -> user label for the ids whose
+    class the class map drops."""
     labels: dict[str, int | None] = {}
+    dropped: dict[str, str] = {}
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if not {"id", "class"} <= set(reader.fieldnames or ()):
             raise BenchmarkError(f"{path}: expected a header 'id,class', found {reader.fieldnames}")
         for line_no, row in enumerate(reader, start=2):
-            name = (row["class"] or "").strip().lower()
-            if name and name not in CLASSES:
-                raise BenchmarkError(f"{path}: line {line_no}: unknown class {name!r}; known: {', '.join(CLASSES)}")
-            labels[(row["id"] or "").strip()] = CLASSES.index(name) if name else None
-    return labels
+            rid = (row["id"] or "").strip()
+            labels[rid], drop = fmt.label(row["class"] or "", f"{path}: line {line_no}")
+            if drop is not None:
+                dropped[rid] = drop
+    return labels, dropped
 
 
-def load_folder(path: Path, size: int, domain: str) -> list[Sample]:
-    """Samples from a user-held folder in the layout of the module docstring."""
+def load_folder(path: Path, size: int, domain: str, *, dataset: str = "folder",
+                fmt: FolderFormat = FolderFormat()) -> list[Sample]:
+    """Samples from a user-held folder in the layout of the module docstring; images whose class the
+    class map drops are left out and counted per user label in the log."""
     path = Path(path)
     images_dir = path / "images"
     if not images_dir.is_dir():
         raise BenchmarkError(f"folder dataset {path}: no images/ folder (layout: images/, optional masks/, labels.csv)")
     label_file = path / "labels.csv"
-    labels = _folder_labels(label_file) if label_file.exists() else {}
+    labels, dropped = folder_labels(label_file, fmt) if label_file.exists() else ({}, {})
     images = sorted(p for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise BenchmarkError(f"folder dataset {path}: images/ holds no {'/'.join(IMAGE_SUFFIXES)} files")
@@ -514,11 +574,14 @@ def load_folder(path: Path, size: int, domain: str) -> list[Sample]:
     unmatched = labels.keys() - set(stems)
     if unmatched:
         log.warning("%s: %d rows of %s name no image (e.g. %s)", domain, len(unmatched), label_file, sorted(unmatched)[0])
-    samples, stats = [], Counter()
+    samples, stats, drops = [], Counter(), Counter()
     for image_path in images:
+        if image_path.stem in dropped:
+            drops[dropped[image_path.stem]] += 1
+            continue
         image = read_rgb(image_path)
         mask_path = path / "masks" / f"{image_path.stem}.png"
-        codes = read_mask_codes(mask_path, image.shape, image_path, codes_ok=True) if mask_path.exists() else None
+        codes = _folder_mask(mask_path, image.shape, image_path, fmt) if mask_path.exists() else None
         if codes is not None:
             box, how = mask_box(codes != MASK_BACKGROUND), "mask"
             if box is None:
@@ -530,11 +593,19 @@ def load_folder(path: Path, size: int, domain: str) -> list[Sample]:
         stats[f"box from {how}"] += 1
         stats["unlabelled"] += label is None
         rec = Record(f"{domain}/{image_path.stem}", image_path, mask_path if codes is not None else None, label)
-        samples.append(_crop_sample(rec, path, size, "folder", domain, image, codes, box, how))
+        samples.append(_crop_sample(rec, path, size, dataset, domain, image, codes, box, how))
     log.info("%s (%s): %d samples; %s", domain, path, len(samples), dict(stats))
+    if drops:
+        log.warning("%s: dropped by the class map: %s", domain, ", ".join(f"{n} {k!r}" for k, n in sorted(drops.items())))
     if not samples:
-        raise BenchmarkError(f"folder dataset {path}: no usable images ({dict(stats)})")
+        raise BenchmarkError(f"folder dataset {path}: no usable images ({dict(stats)}; dropped by the class map: {dict(drops)})")
     return samples
+
+
+def _folder_mask(path: Path, image_shape: tuple[int, ...], image_path: Path, fmt: FolderFormat) -> np.ndarray:
+    if fmt.mask_values is None:
+        return read_mask_codes(path, image_shape, image_path, codes_ok=True)
+    return fmt.codes(read_mask_codes(path, image_shape, image_path, raw=True))
 
 
 @register_dataset(
@@ -546,6 +617,7 @@ def load_folder_dataset(root: Path, size: int) -> list[Sample]:
     if not where:
         raise BenchmarkError(
             "dataset 'folder' reads its path from $WBC_FOLDER_DATASET, which is not set; point it at a folder "
-            "with images/, optional masks/ and labels.csv (see wbcdata/real.py)"
+            "with images/, optional masks/ and labels.csv (see wbcdata/real.py), or name it with "
+            "--dataset NAME=PATH (wbcdata/user.py)"
         )
     return load_folder(Path(where), size, "folder")
