@@ -65,11 +65,15 @@ def _cmd_treatments(_: argparse.Namespace) -> int:
     return 0
 
 
-def _names(arg: str | None, every: list[str]) -> list[str]:
-    """A comma-separated CLI list; 'all' means ``every``; empty or absent gives []."""
-    if not arg:
+def _names(arg: str | None, every: list[str], option: str = "") -> list[str]:
+    """A comma-separated CLI list; 'all' means ``every``; absent gives []. Given but empty (``--models ""``,
+    an unset shell variable) is an error when ``option`` names it, so it never falls back to a default run."""
+    if arg is None:
         return []
-    return list(every) if arg.strip() == "all" else [n.strip() for n in arg.split(",") if n.strip()]
+    names = list(every) if arg.strip() == "all" else [n.strip() for n in arg.split(",") if n.strip()]
+    if not names and option:
+        raise BenchmarkError(f"{option} was given but names nothing ({arg!r}); leave it out for the default")
+    return names
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -82,13 +86,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
     from protocols.resolve import select
 
-    models = _names(args.models, list_models()) or list(SG_CLDFF_VARIANTS)
+    if args.seeds < 1:  # else nothing runs, exit 0, and the results folder is begun
+        raise BenchmarkError(f"--seeds must be at least 1 (it runs seeds 0..N-1), got {args.seeds}")
+    if args.jobs is not None and args.jobs < 1:
+        raise BenchmarkError(f"--jobs must be at least 1, got {args.jobs}")
+    models = _names(args.models, list_models(), "--models") or list(SG_CLDFF_VARIANTS)
     models += [m for m in REFERENCE_MODELS if m not in models]
     budget = get_budget(args.budget or default_budget_name())
-    sources, targets = _names(args.sources, []) or None, _names(args.targets, [])
+    sources, targets = _names(args.sources, [], "--sources") or None, _names(args.targets, [], "--targets")
     extension = select(args.protocol, sources, targets)[0]
     out = Path(args.out or f"results/{extension.name if extension else args.protocol}")
-    treatments = _names(args.treatments, list_treatments()) or [NO_TREATMENT]
+    treatments = _names(args.treatments, list_treatments(), "--treatments") or [NO_TREATMENT]
     options = {**({"pretrained": True} if args.pretrained else {}), **_json_object(args.model_kwargs, "--model-kwargs")}
     sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out, treatments=treatments,
                   sources=sources, targets=targets,
@@ -230,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         _load_plugins(args.plugin)
         if getattr(args, "dataset", None):
+            from wbcdata.datasets import list_datasets
             from wbcdata.user import add_datasets
 
             add_datasets(args.dataset)
+            list_datasets()  # registers the folders now: a bad one fails here, even where no dataset is read (report)
         handler = {"protocols": _cmd_protocols, "models": _cmd_models, "treatments": _cmd_treatments,
                    "targets": _cmd_targets, "run": _cmd_run,
                    "report": _cmd_report, "evaluate": _cmd_evaluate, "hypotheses": _cmd_hypotheses}[args.command]

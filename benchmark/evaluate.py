@@ -291,7 +291,7 @@ def evaluate_results(out_dir: Path, names: list[str], workers: int = 1,
     ``workers`` processes (jobs are independent and each is scored alike, so the count changes no number)."""
     check_names(names)
     if not out_dir.is_dir():
-        raise BenchmarkError(f"results folder {out_dir} does not exist")
+        raise BenchmarkError(f"results folder {out_dir} does not exist; pass the --out of a `run`")
     jobs, splits, run = require_jobs(out_dir), splits_by_hash(out_dir), EvaluationRun()
 
     def report(i: int, part: EvaluationRun) -> None:

@@ -76,6 +76,8 @@ def completed_job_dirs(out_dir: Path) -> list[Path]:
 
 def require_jobs(out_dir: Path) -> list[Path]:
     """The completed job directories, or a BenchmarkError saying there is nothing to report."""
+    if not Path(out_dir).is_dir():
+        raise BenchmarkError(f"results folder {out_dir} does not exist: pass the --out of a `run`")
     jobs = completed_job_dirs(out_dir)
     if not jobs:
         raise BenchmarkError(

@@ -518,9 +518,9 @@ def main_data(argv: list[str] | None = None) -> int:
         add_datasets(args.dataset)
         list_datasets()  # registers the user folders: a bad name or descriptor fails before any fetch
         users = user_dataset_names()
-    except BenchmarkError as e:
+    except BenchmarkError as e:  # bad input (a name, a folder, a descriptor): status 2, as every command
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     # One dataset at a time, each failure caught and named, so one bad dataset cannot hide the others'
     # report. Both kinds of failure make the exit status 1: a dataset that did not fetch or verify, and
     # one whose framing figure could not be computed (its crops cannot be built, so the benchmark cannot

@@ -111,7 +111,8 @@ def read_descriptor(path: Path, name: str | None = None) -> Descriptor:
     ``NAME=PATH``) overrides the file's. Every error names the file and the field."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
-        raise BenchmarkError(f"dataset {name or path}: folder {path} does not exist")
+        raise BenchmarkError(f"dataset {name or path}: folder {path} does not exist; --dataset (and $WBC_DATASETS) "
+                             f"takes NAME=PATH or PATH, a folder of your images; see docs/data.md")
     file = path / DESCRIPTOR
     raw: dict = {}
     if file.exists():
