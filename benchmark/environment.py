@@ -25,7 +25,7 @@ RECORDED_PACKAGES: tuple[str, ...] = (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = REPO_ROOT / "requirements.lock"
-CODE_PATHS: tuple[str, ...] = ("benchmark", "models", "protocols", "pyproject.toml", "requirements.lock")
+CODE_PATHS: tuple[str, ...] = ("core", "wbcdata", "benchmark", "models", "protocols", "pyproject.toml", "requirements.lock")
 """Tracked paths whose uncommitted edits make the recorded commit an incomplete description of the code."""
 
 
