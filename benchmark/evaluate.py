@@ -34,22 +34,18 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
 
-import numpy as np
 import torch
 
 from benchmark.atomic import write_json
-from benchmark.batches import ArraySet
 from benchmark.checkpoint import JobRefused, load_checkpoint
 from benchmark.environment import environment_record
-from benchmark.explain import can_explain, explain
-from benchmark.runner import CPU_THREADS_PER_JOB, ENGINE_VERSION, _sample_records, pid_alive
+from benchmark.runner import CPU_THREADS_PER_JOB, ENGINE_VERSION, pid_alive, score_target
 from benchmark.summary import EVALUATIONS_DIR, evaluated_targets, main_report, read_json, require_jobs
 from benchmark.targets import TargetBuilder
-from benchmark.train import pick_device, predict, score_predictions
-from benchmark.treatments import FittedTreatment, treatment_record
+from benchmark.train import pick_device
+from benchmark.treatments import treatment_record
 from core.errors import BenchmarkError
 from core.sample import Sample
-from models.base import WBCModel
 from protocols.split import Split, TestTarget, read_manifest, targets_for_kind
 from wbcdata.datasets import dataset_spec, list_datasets, load_dataset
 from wbcdata.target_kinds import TARGET_KINDS
@@ -176,23 +172,6 @@ def job_targets(name: str, split: Split, versions: dict[str, str], size: int,
     return [TestTarget(name, domain, tuple(sorted(s.id for s in samples)))], {name: dataset_spec(name).cache_version}
 
 
-def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Sample], target: TestTarget,
-                 task: str, explain_images: int, device: torch.device) -> tuple[dict, list[dict]]:
-    """One target's ``metrics.json`` record and per-sample records, computed as the runner computes them
-    for the targets of a job's split (the same treatment, prediction, scores and saliency consistency)."""
-    data = ArraySet.from_samples(samples, f"target {target.name}").map_images(treatment.preprocess)
-    pred = predict(model, data, device)
-    scores = score_predictions(pred, task)
-    scores["saliency_consistency"] = None
-    if can_explain(model) and task != "segmentation":
-        ex = explain(model, data.subset(slice(0, explain_images)), device)
-        valid = ex.consistency[~np.isnan(ex.consistency)]
-        scores["saliency_consistency"] = float(valid.mean()) if len(valid) else None
-    result = {"domain": target.domain, "severity": target.severity, "transform": target.transform,
-              "n": len(data), "metrics": scores}
-    return result, _sample_records(target.name, pred)
-
-
 def _remove_stale_temporaries(folder: Path) -> None:
     """Temporaries (``.<file>.<pid>.tmp``) that a killed evaluation left; a live process's are kept."""
     for tmp in folder.glob(".*.tmp"):
@@ -263,7 +242,7 @@ def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], dat
     for name, target, added in todo:
         samples = data.samples(name, target, split, recorded, size)
         t0 = time.perf_counter()
-        result, records = score_target(model, treatment, samples, target, str(cfg["task"]),
+        result, records, _ = score_target(model, treatment, samples, target, str(cfg["task"]),
                                        int(cfg["budget"]["explain_images"]), device)
         provenance = {"requested": name, "data_versions": added, "engine_version": ENGINE_VERSION,
                       "weights_sha256": meta["weights"]["sha256"], "treatment": treatment_record(treatment),

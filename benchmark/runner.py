@@ -43,15 +43,16 @@ from benchmark.metrics import mask_to_rle
 from benchmark.provenance import record_datasets
 from benchmark.summary import display_name
 from benchmark.targets import TargetBuilder
-from benchmark.treatments import NO_TREATMENT, TREATMENTS, fit_treatment, treatment_record
+from benchmark.treatments import NO_TREATMENT, TREATMENTS, FittedTreatment, fit_treatment, treatment_record
 from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
 from models import create_model
+from models.base import WBCModel
 from models.contract import check_model
 from models.registry import describe, model_info
 from core.study import REFERENCE_MODELS
 from protocols.registry import Extension
 from protocols.resolve import data_versions, load_by_domain, resolve_splits, select
-from protocols.split import Split
+from protocols.split import Split, TestTarget
 
 ENGINE_VERSION = "3"
 """Bump when a change to training or evaluation code changes results: it is part of every job id
@@ -136,6 +137,29 @@ def _sample_records(target: str, pred: SetPredictions) -> list[dict]:
     return rows
 
 
+def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Sample], target: TestTarget,
+                 task: str, explain_images: int, device: torch.device) -> tuple[dict, list[dict], dict | None]:
+    """One target's ``metrics.json`` record, its per-sample records and its explanation-panel entry
+    (None for a model without Grad-CAM): what a job writes for each target of its split, and what
+    ``evaluate`` writes for a target added later, so the two can never drift apart."""
+    data = ArraySet.from_samples(samples, f"target {target.name}").map_images(treatment.preprocess)
+    pred = predict(model, data, device)
+    scores = score_predictions(pred, task)
+    scores["saliency_consistency"] = None
+    panel = None
+    if can_explain(model) and task != "segmentation":
+        sub = data.subset(slice(0, explain_images))
+        ex = explain(model, sub, device)
+        valid = ex.consistency[~np.isnan(ex.consistency)]
+        scores["saliency_consistency"] = float(valid.mean()) if len(valid) else None
+        k = slice(0, EXPLAIN_PANEL_IMAGES)
+        panel = {"image": sub.images[k], "mask": sub.masks[k], "cam": ex.cam[k], "predicted": ex.predicted[k],
+                 "label": sub.labels[k], **({"saliency": ex.saliency[k]} if ex.saliency is not None else {})}
+    result = {"domain": target.domain, "severity": target.severity, "transform": target.transform,
+              "n": len(data), "metrics": scores}
+    return result, _sample_records(target.name, pred), panel
+
+
 def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
             device: torch.device | None = None, progress: bool | None = None,
             builder: TargetBuilder | None = None) -> Path:
@@ -164,25 +188,11 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         metrics, records, panel = {}, [], {}
         t_eval = time.perf_counter()
         for target in split.targets:
-            data = ArraySet.from_samples(builder.samples(target), f"{split.key} target {target.name}")
-            data = data.map_images(treatment.preprocess)
-            pred = predict(model, data, device)
-            scores = score_predictions(pred, split.task)
-            scores["saliency_consistency"] = None
-            if can_explain(model) and split.task != "segmentation":
-                sub = data.subset(slice(0, job.budget.explain_images))
-                ex = explain(model, sub, device)
-                valid = ex.consistency[~np.isnan(ex.consistency)]
-                scores["saliency_consistency"] = float(valid.mean()) if len(valid) else None
-                k = slice(0, EXPLAIN_PANEL_IMAGES)
-                panel[target.name] = {"image": sub.images[k], "mask": sub.masks[k], "cam": ex.cam[k],
-                                      "predicted": ex.predicted[k], "label": sub.labels[k],
-                                      **({"saliency": ex.saliency[k]} if ex.saliency is not None else {})}
-            metrics[target.name] = {
-                "domain": target.domain, "severity": target.severity, "transform": target.transform,
-                "n": len(data), "metrics": scores,
-            }
-            records += _sample_records(target.name, pred)
+            metrics[target.name], rows, entry = score_target(model, treatment, builder.samples(target), target,
+                                                             split.task, job.budget.explain_images, device)
+            records += rows
+            if entry is not None:
+                panel[target.name] = entry
         config = {**job.config(), "job_id": job.id, "device": device.type,
                   "environment": environment,
                   "task": split.task, "has_classifier": model.has_classifier, "has_segmenter": model.has_segmenter}

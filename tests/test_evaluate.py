@@ -22,8 +22,8 @@ from benchmark.checkpoint import (
     CHECKPOINT_FILE, WEIGHTS_FILE, load_checkpoint, restore_treatment, sha256_file, treatment_state, write_checkpoint,
 )
 from benchmark.cli import main
-from benchmark.evaluate import EVALUATIONS_DIR, evaluate_results, score_target, splits_by_hash
-from benchmark.runner import ENGINE_VERSION, Sweep, run_job, run_sweep
+from benchmark.evaluate import EVALUATIONS_DIR, evaluate_results, splits_by_hash
+from benchmark.runner import ENGINE_VERSION, Sweep, run_job, run_sweep, score_target
 from benchmark.hypotheses import evaluate_all, to_json
 from benchmark.summary import build_summary, completed_job_dirs
 from benchmark.tables import main_comparison, render_markdown
@@ -128,7 +128,7 @@ def test_a_macenko_job_restores_its_normalizer_and_reproduces_its_results(by_dom
     assert meta["restorable"] and meta["treatment"]["name"] == "macenko"
     model, treatment, _ = load_checkpoint(job_dir, ENGINE_VERSION)
     target = next(t for t in split.targets if t.name == "in_domain")
-    result, records = score_target(model, treatment, [by_id[i] for i in target.ids], target, split.task,
+    result, records, _ = score_target(model, treatment, [by_id[i] for i in target.ids], target, split.task,
                                    job.budget.explain_images, torch.device("cpu"))
     assert result == json.loads((job_dir / "metrics.json").read_text())["targets"]["in_domain"]
     assert records == [json.loads(line) for line in gzip.open(job_dir / "predictions.jsonl.gz", "rt")]
@@ -177,7 +177,7 @@ def test_rebuilt_job_reproduces_its_own_in_domain_results(results):
         job = _job(results, model_name)
         model, treatment, _ = load_checkpoint(job, ENGINE_VERSION)
         config = json.loads((job / "config.json").read_text())
-        result, records = score_target(model, treatment, [by_id[i] for i in target.ids], target, config["task"],
+        result, records, _ = score_target(model, treatment, [by_id[i] for i in target.ids], target, config["task"],
                                        config["budget"]["explain_images"], torch.device("cpu"))
         assert result == json.loads((job / "metrics.json").read_text())["targets"]["in_domain"]
         saved = [json.loads(line) for line in gzip.open(job / "predictions.jsonl.gz", "rt")]
@@ -261,22 +261,22 @@ def test_an_evaluation_that_fails_mid_way_leaves_earlier_results_intact(folder, 
     main(["report", "--out", str(folder)])
     before = _digests(folder)
     calls = {"n": 0}
-    real = evaluate_mod._sample_records
+    real = evaluate_mod.score_target
 
-    def failing(target, pred):
+    def failing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("killed mid-way")
-        return real(target, pred)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate_mod, "_sample_records", failing)
+    monkeypatch.setattr(evaluate_mod, "score_target", failing)
     with pytest.raises(RuntimeError, match="killed mid-way"):
         evaluate_results(folder, ["hed"], log=lambda _: None)
     assert _digests(folder) == before  # every job file, summary.csv and the tables byte-identical
     written = sorted(p.name for p in folder.rglob(f"{EVALUATIONS_DIR}/*"))
     assert written == ["hed%3A0.05.json", "hed%3A0.05.predictions.jsonl.gz",
                        "hed%3A0.1.json", "hed%3A0.1.predictions.jsonl.gz"]
-    monkeypatch.setattr(evaluate_mod, "_sample_records", real)
+    monkeypatch.setattr(evaluate_mod, "score_target", real)
     run = evaluate_results(folder, ["hed"], log=lambda _: None)
     assert len(run.skipped) == 2 and len(run.scored) == 4 * len(MODELS_RUN) - 2
 
