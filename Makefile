@@ -10,6 +10,9 @@ TREATMENTS ?=
 SOURCES ?=
 PRETRAINED ?=
 JOBS ?=
+DEVICE ?=
+LAUNCHER ?=
+RAY_ADDRESS ?=
 OUT ?= results/$(PROTOCOL)
 # No internet on the project machines: take datasets from the shared mirror when it is there.
 WBC_DATA_MIRROR ?= $(wildcard $(abspath ../shared/datasets))
@@ -18,7 +21,8 @@ export WBC_DATA_MIRROR
 RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) \
 	$(if $(JOBS),--jobs $(JOBS)) $(if $(BUDGET),--budget $(BUDGET)) $(if $(MODELS),--models $(MODELS)) \
 	$(if $(TREATMENTS),--treatments $(TREATMENTS)) $(if $(SOURCES),--sources $(SOURCES)) \
-	$(if $(PRETRAINED),--pretrained)
+	$(if $(PRETRAINED),--pretrained) $(if $(DEVICE),--device $(DEVICE)) $(if $(LAUNCHER),--launcher $(LAUNCHER)) \
+	$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
 
 .PHONY: install lock test data benchmark report cross-dataset-cpu cross-stain-128 within-dataset-bccd-cpu
 
@@ -29,7 +33,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[test]"
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e ".[test,ray]"
 	touch $@
 
 # Re-resolve pyproject.toml's ranges in a scratch venv and write the result to requirements.lock.
@@ -39,7 +43,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/pip install --quiet -e ".[test]"
+	$(LOCK_VENV)/bin/pip install --quiet -e ".[test,ray]"
 	{ echo "# Exact versions behind the committed results: \`make install\` installs through this file as pip"; \
 	  echo "# constraints (pyproject.toml keeps loose ranges for library users). Regenerate with \`make lock\`."; \
 	  echo "# Resolved $$(date +%Y-%m-%d) for CPython $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())') on $$(uname -s) $$(uname -m)."; \

@@ -9,8 +9,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from core.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    import torch
 
 
 SELECTIONS: tuple[str, ...] = ("best", "last")
@@ -68,8 +72,6 @@ def get_budget(name: str) -> Budget:
     return BUDGETS[name]
 
 
-def default_budget_name() -> str:
+def default_budget_name(device: "torch.device") -> str:
     """``paper`` on a GPU, ``cpu`` otherwise."""
-    import torch
-
-    return "paper" if torch.cuda.is_available() else "cpu"
+    return "paper" if device.type == "cuda" else "cpu"

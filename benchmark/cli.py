@@ -80,7 +80,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.budgets import default_budget_name, get_budget
-    from benchmark.runner import Sweep, default_workers, run_sweep
+    from benchmark.devices import resolve_device
+    from benchmark.runner import Sweep, run_sweep
     from benchmark.treatments import NO_TREATMENT, list_treatments
     from models import list_models
     from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
@@ -90,9 +91,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise BenchmarkError(f"--seeds must be at least 1 (it runs seeds 0..N-1), got {args.seeds}")
     if args.jobs is not None and args.jobs < 1:
         raise BenchmarkError(f"--jobs must be at least 1, got {args.jobs}")
+    device = resolve_device(args.device)
     models = _names(args.models, list_models(), "--models") or list(SG_CLDFF_VARIANTS)
     models += [m for m in REFERENCE_MODELS if m not in models]
-    budget = get_budget(args.budget or default_budget_name())
+    budget = get_budget(args.budget or default_budget_name(device))
     sources, targets = _names(args.sources, [], "--sources") or None, _names(args.targets, [], "--targets")
     extension = select(args.protocol, sources, targets)[0]
     out = Path(args.out or f"results/{extension.name if extension else args.protocol}")
@@ -101,7 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out, treatments=treatments,
                   sources=sources, targets=targets,
                   model_kwargs=options)
-    run_sweep(sweep, workers=args.jobs or default_workers())
+    run_sweep(sweep, workers=args.jobs, device=device, launcher=args.launcher, ray_address=args.ray_address)
     return 0
 
 
@@ -207,7 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pretrained", action="store_true",
                    help="start timm backbones from cached ImageNet weights (fails if not cached; default: from scratch)")
     r.add_argument("--out", help="results folder (default results/<protocol>)")
-    r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core, 1 on a GPU)")
+    r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core; on a GPU as many as "
+                   "its free memory takes at the jobs' measured peak, see docs/gpu.md)")
+    r.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, cpu otherwise); a device "
+                   "this machine lacks is an error")
+    r.add_argument("--launcher", choices=["local", "ray"], default="local",
+                   help="local: this process or a process pool on this host; ray: one Ray task per job, on a local "
+                   "Ray instance or the cluster at --ray-address (docs/cluster.md)")
+    r.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT or 'auto') instead of starting a local "
+                   "instance; --out must be on a file system every node shares")
     rep = sub.add_parser("report", help="summary.csv, Markdown/LaTeX tables and figures from a results folder")
     rep.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
     _dataset_option(rep)

@@ -15,6 +15,7 @@ leftover temporary directory is never counted: it is redone.
 """
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import json
@@ -22,9 +23,7 @@ import os
 import re
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,8 @@ from benchmark.provenance import record_datasets
 from benchmark.summary import display_name
 from benchmark.targets import TargetBuilder
 from benchmark.treatments import NO_TREATMENT, TREATMENTS, FittedTreatment, fit_treatment, treatment_record
-from benchmark.train import SetPredictions, pick_device, predict, score_predictions, seed_everything, train
+from benchmark.devices import make_deterministic, memory_fraction, peak_memory, reset_peak_memory, resolve_device
+from benchmark.train import SetPredictions, predict, score_predictions, seed_everything, train
 from models import create_model
 from models.base import WBCModel
 from models.contract import check_model
@@ -166,16 +166,19 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
     """Train once, evaluate on every target, write the job directory atomically; returns it.
     Jobs of one split may share a ``builder`` so stain profiles and transformed test images are
     computed once per split rather than once per model."""
-    device = device or pick_device()
+    device = device or resolve_device(None)
     if device.type == "cpu":
         torch.set_num_threads(CPU_THREADS_PER_JOB)
+    determinism = make_deterministic(device)
     check_model(job.model, job.model_kwargs, job.budget.img_size)  # once per process; before the job seeds
     final = out_dir / "jobs" / job.dirname
+    for earlier in (out_dir / "jobs").glob(f".{glob.escape(job.dirname)}.tmp-*"):
+        shutil.rmtree(earlier, ignore_errors=True)  # an earlier attempt of this job, killed (e.g. a Ray retry)
     tmp = out_dir / "jobs" / f".{job.dirname}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         environment = environment_record()  # before training: the code that runs is the code loaded now
+        reset_peak_memory(device)
         seed_everything(job.seed)
         model = create_model(job.model, num_classes=5, img_size=job.budget.img_size, **job.model_kwargs)
         treatment = fit_treatment(job.treatment, [by_id[i].image for i in split.train])
@@ -194,7 +197,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
             if entry is not None:
                 panel[target.name] = entry
         config = {**job.config(), "job_id": job.id, "device": device.type,
-                  "environment": environment,
+                  "environment": environment, "determinism": determinism,
                   "task": split.task, "has_classifier": model.has_classifier, "has_segmenter": model.has_segmenter}
         write_json(tmp / "config.json", config)
         write_json(tmp / "fingerprint.json", {**split_fingerprint(split, by_id), "stain_profiles": builder.profiles_used(),
@@ -204,7 +207,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
             "train": {"best_epoch": result.best_epoch, "val": result.val_metrics, "history": result.history,
                       "seconds": round(result.train_seconds, 2), "images_seen": result.images_seen,
                       "train_images_per_s": round(result.images_seen / max(result.train_seconds, 1e-9), 1),
-                      "eval_seconds": round(time.perf_counter() - t_eval, 2)},
+                      "eval_seconds": round(time.perf_counter() - t_eval, 2), **peak_memory(device).to_dict()},
         })
         with gzip.open(tmp / "predictions.jsonl.gz", "wt") as f:
             for r in records:
@@ -301,15 +304,9 @@ class Sweep:
         return load_by_domain(self.protocol, self.budget.img_size, self.extension())
 
 
-def _run_in_worker(job: Job, split: Split, protocol: str, out_dir: Path, extension: Extension | None = None) -> str:
-    by_domain = load_by_domain(protocol, job.budget.img_size, extension)
-    by_id = {s.id: s for ss in by_domain.values() for s in ss}
-    return str(run_job(job, split, by_id, out_dir, progress=False))
-
-
 def default_workers() -> int:
-    """One job per core on CPU (each job is single-threaded); one at a time on a GPU."""
-    return 1 if torch.cuda.is_available() else (os.cpu_count() or 1)
+    """One job per core on CPU: each job is single-threaded (on a GPU, ``worker_plan`` packs by memory)."""
+    return os.cpu_count() or 1
 
 
 def pid_alive(pid: int) -> bool:
@@ -339,37 +336,63 @@ def remove_stale_temporaries(out_dir: Path) -> list[str]:
     return removed
 
 
-def run_sweep(sweep: Sweep, workers: int = 1, log=print) -> list[Path]:
-    """Run every job not yet done (after clearing what killed runs left); prints jobs done / total and an ETA."""
+def run_sweep(sweep: Sweep, workers: int | None = None, log=print, device: torch.device | None = None,
+              launcher: str = "local", ray_address: str | None = None) -> list[Path]:
+    """Run every job not yet done (after clearing what killed runs left) with ``launcher``; prints
+    jobs done / total and an ETA. ``workers`` None picks one job per core on a CPU and packs jobs
+    by memory on a GPU. A job that fails does not stop the others: the failures are listed at the
+    end, in a BenchmarkError, and left no job folder."""
+    from benchmark.launchers import LAUNCHERS, WorkerSettings, launch_local
+
+    if launcher not in LAUNCHERS:
+        raise BenchmarkError(f"unknown launcher '{launcher}'; valid launchers: {', '.join(LAUNCHERS)}")
+    device = device or resolve_device(None)
     planned = sweep.plan()
     stale = remove_stale_temporaries(sweep.out_dir)
     if stale:
         log(f"removed {len(stale)} unfinished job folder(s) of runs that no longer run: {', '.join(stale)}")
     todo = [(j, s) for j, s in planned if not is_done(sweep.out_dir / "jobs" / j.dirname)]
+    settings, workers = worker_plan(sweep, todo, device, workers, log)
     log(f"{sweep.protocol}: {len(planned)} jobs, {len(planned) - len(todo)} already done, {len(todo)} to run "
-        f"(budget {sweep.budget.name}, device {pick_device().type}, {workers} worker(s))")
-    t0, done = time.perf_counter(), []
+        f"(budget {sweep.budget.name}, device {device}, {workers} worker(s), launcher {launcher})")
+    if launcher == "ray":
+        from benchmark.ray_launcher import launch_ray
 
-    def report(i: int, job: Job) -> None:
+        outcomes = launch_ray(todo, sweep, settings, workers, ray_address) if todo else iter(())
+    else:
+        outcomes = launch_local(todo, sweep, settings, workers)
+    t0, done, failed = time.perf_counter(), [], []
+    for i, outcome in enumerate(outcomes, 1):
+        job = outcome.job
         el = time.perf_counter() - t0
         eta = el / i * (len(todo) - i)
-        log(f"[{len(planned) - len(todo) + i}/{len(planned)}] {display_name(job.model, job.treatment)} {job.source} seed {job.seed} "
-            f"done; elapsed {el / 60:.1f} min, ETA {eta / 60:.1f} min")
-
-    if workers <= 1 or len(todo) <= 1:
-        by_domain = sweep.samples_by_domain()
-        by_id = {s.id: s for ss in by_domain.values() for s in ss}
-        builders: dict[str, TargetBuilder] = {}
-        for i, (job, split) in enumerate(todo, 1):
-            builder = builders.setdefault(split.hash, TargetBuilder(split, by_id))
-            done.append(run_job(job, split, by_id, sweep.out_dir, builder=builder))
-            report(i, job)
-        return done
-    extension = sweep.extension()
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_in_worker, j, s, sweep.protocol, sweep.out_dir, extension): j for j, s in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            done.append(Path(fut.result()))
-            report(i, futures[fut])
+        what = f"{display_name(job.model, job.treatment)} {job.source} seed {job.seed}"
+        if outcome.error is None:
+            done.append(outcome.path)
+            log(f"[{len(planned) - len(todo) + i}/{len(planned)}] {what} done; elapsed {el / 60:.1f} min, "
+                f"ETA {eta / 60:.1f} min")
+        else:
+            failed.append(f"{job.dirname}: {outcome.error}")
+            log(f"[{len(planned) - len(todo) + i}/{len(planned)}] {what} FAILED: {outcome.error}")
+    if failed:
+        raise BenchmarkError(f"{len(failed)} of {len(todo)} job(s) failed and wrote nothing (the other "
+                             f"{len(done)} are done; rerun to retry the failed ones):\n  " + "\n  ".join(failed))
     return done
 
+
+def worker_plan(sweep: Sweep, todo: list, device: torch.device, workers: int | None,
+                log=print) -> tuple["WorkerSettings", int]:
+    """The workers' device settings and how many jobs run at once: ``--jobs`` when given; on a CPU
+    one per core; on a GPU as many as its memory takes (``benchmark.packing``), each process capped
+    at its share."""
+    from benchmark.launchers import WorkerSettings
+
+    if device.type != "cuda" or not todo:
+        return WorkerSettings(str(device)), workers or default_workers()
+    from benchmark.packing import plan_gpu_in_subprocess
+
+    models = {job.model: job.model_kwargs for job, _ in todo}
+    plan = plan_gpu_in_subprocess(sweep.out_dir, models, sweep.budget, device)
+    log(plan.describe() + ("" if workers is None else f"; --jobs {workers} overrides the count"))
+    jobs = workers or plan.jobs
+    return WorkerSettings(str(device), memory_fraction(jobs) if jobs > 1 else None), jobs

@@ -94,7 +94,7 @@ def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: i
     model.eval()
     probas, masks, channels = [], [], 0
     for batch in eval_batches(data, batch_size, device):
-        with _autocast(device):
+        with autocast_for(device):
             out = model(batch["image"])
         if out.class_logits is not None:
             probas.append(torch.softmax(out.class_logits.float(), 1).cpu().numpy())
@@ -135,9 +135,16 @@ def score_predictions(pred: SetPredictions, task: str) -> dict:
     return out
 
 
-def _autocast(device: torch.device):
+AUTOCAST_CPU_DTYPE: torch.dtype | None = None
+"""Autocast dtype on CPU (None: off); exists so CI (no GPU) can exercise the GPU's mixed-precision path."""
+
+
+def autocast_for(device: torch.device) -> torch.autocast:
+    """bf16 autocast on a GPU; on CPU off, unless a test sets ``AUTOCAST_CPU_DTYPE``."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if AUTOCAST_CPU_DTYPE is not None:
+        return torch.autocast("cpu", dtype=AUTOCAST_CPU_DTYPE)
     return torch.autocast("cpu", enabled=False)
 
 
@@ -168,7 +175,7 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
         losses = []
         for step, batch in enumerate(train_batches(train_set, budget.batch_size, seed, epoch, device, augment,
                                                    extra_augment, budget.max_train_samples)):
-            with _autocast(device):
+            with autocast_for(device):
                 out = model(batch["image"])
                 loss, parts = model.loss(out, batch)
             if not torch.isfinite(loss):

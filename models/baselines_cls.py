@@ -105,17 +105,20 @@ class EfficientSwin(_ClassifierBase):
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> HSV, every channel in [0, 1] (hue / 360 deg), as ``colorsys``:
-    hue 0 where the pixel is grey, saturation 0 where it is black."""
-    r, g, b = x.unbind(1)
-    maxc, _ = x.max(1)
-    minc, _ = x.min(1)
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    hue = torch.where(r == maxc, bc - gc, torch.where(g == maxc, 2.0 + rc - bc, 4.0 + gc - rc))
-    hue = torch.where(delta > 0, torch.remainder(hue / 6.0, 1.0), torch.zeros_like(hue))
-    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
-    return torch.stack([hue, sat, maxc], dim=1)
+    hue 0 where the pixel is grey, saturation 0 where it is black. Float32 with autocast off, as
+    every fixed image computation (the network after it may run in bf16)."""
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float()
+        r, g, b = x.unbind(1)
+        maxc, _ = x.max(1)
+        minc, _ = x.min(1)
+        delta = maxc - minc
+        safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+        rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+        hue = torch.where(r == maxc, bc - gc, torch.where(g == maxc, 2.0 + rc - bc, 4.0 + gc - rc))
+        hue = torch.where(delta > 0, torch.remainder(hue / 6.0, 1.0), torch.zeros_like(hue))
+        sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+        return torch.stack([hue, sat, maxc], dim=1)
 
 
 def eca_kernel_size(channels: int, gamma: float = ECA_GAMMA, b: float = ECA_B) -> int:

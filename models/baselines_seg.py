@@ -212,6 +212,9 @@ class ClassicalSegmenter(WBCModel):
        the nucleus is its own closed/opened mask inside that WBC (no hole filling: lobed nuclei
        have gaps between lobes).
     4. Logits are +/-10 from the binary masks; no classifier, no parameters, zero loss.
+
+    Every step runs in float32 with autocast off: a fixed computation must give the same masks
+    whatever precision the engine runs in (bf16 on a GPU would shift the Otsu thresholds).
     """
 
     has_classifier = False
@@ -219,14 +222,15 @@ class ClassicalSegmenter(WBCModel):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         h, w = x.shape[-2:]
         radius = max(1, min(h, w) // 64)
-        density = F.avg_pool2d(hematoxylin_density(x.float()), 3, stride=1, padding=1, count_include_pad=False)
-        t = multi_otsu_thresholds(density.flatten(1))
-        wbc_raw = (density > t[:, 0].view(-1, 1, 1, 1))
-        nucleus_raw = (density > t[:, 1].view(-1, 1, 1, 1))
-        wbc = _fill_holes(_component_nearest_centre(_close_open(wbc_raw, radius)))
-        nucleus = _close_open(nucleus_raw, radius) & wbc
-        masks = torch.cat([wbc, nucleus], dim=1).float()
-        return ModelOutput(class_logits=None, mask_logits=(2 * masks - 1) * CLASSICAL_LOGIT)
+        with torch.autocast(x.device.type, enabled=False):
+            density = F.avg_pool2d(hematoxylin_density(x.float()), 3, stride=1, padding=1, count_include_pad=False)
+            t = multi_otsu_thresholds(density.flatten(1))
+            wbc_raw = (density > t[:, 0].view(-1, 1, 1, 1))
+            nucleus_raw = (density > t[:, 1].view(-1, 1, 1, 1))
+            wbc = _fill_holes(_component_nearest_centre(_close_open(wbc_raw, radius)))
+            nucleus = _close_open(nucleus_raw, radius) & wbc
+            masks = torch.cat([wbc, nucleus], dim=1).float()
+            return ModelOutput(class_logits=None, mask_logits=(2 * masks - 1) * CLASSICAL_LOGIT)
 
     def loss(self, out: ModelOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Nothing to learn: a zero loss that needs no backward pass."""

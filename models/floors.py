@@ -5,7 +5,8 @@ that never looks at the image already scores a high IoU; a classifier that alway
 the training prior already scores the majority share. Both are fitted on the split's training
 data by the engine's :meth:`~models.base.WBCModel.after_training` hook (called before validation
 for models without trainable parameters), keep what they fitted in buffers (so the state_dict
-carries it), and have a zero loss.
+carries it), and have a zero loss. Their logits are float32 with autocast off, so a GPU's bf16
+autocast cannot change a floor.
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class ConstantMask(_ReferenceModel):
         if tuple(x.shape[-2:]) != tuple(self.mean_mask.shape[-2:]):
             raise BenchmarkError(f"constant_mask: input {tuple(x.shape[-2:])} differs from the fitted mask size "
                                  f"{tuple(self.mean_mask.shape[-2:])}")
-        logits = torch.logit(self.mean_mask, eps=LOGIT_EPS)
+        with torch.autocast(x.device.type, enabled=False):
+            logits = torch.logit(self.mean_mask.float(), eps=LOGIT_EPS)
         return ModelOutput(class_logits=None, mask_logits=logits.unsqueeze(0).expand(x.shape[0], -1, -1, -1))
 
     def after_training(self, images: np.ndarray, labels: np.ndarray, seed: int, device: torch.device,
@@ -87,7 +89,8 @@ class MajorityClass(_ReferenceModel):
         self.register_buffer("prior", torch.full((num_classes,), 1.0 / num_classes))
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        logits = torch.log(self.prior.clamp(min=PRIOR_FLOOR))
+        with torch.autocast(x.device.type, enabled=False):
+            logits = torch.log(self.prior.float().clamp(min=PRIOR_FLOOR))
         return ModelOutput(class_logits=logits.unsqueeze(0).expand(x.shape[0], -1), mask_logits=None)
 
     def after_training(self, images: np.ndarray, labels: np.ndarray, seed: int, device: torch.device,

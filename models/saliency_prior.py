@@ -36,9 +36,11 @@ the frequency-tuned method keeps low spatial frequencies and drops texture and n
 
 
 def hematoxylin_density(image: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) hematoxylin concentration (optical-density units)."""
-    od = -torch.log(image.clamp(min=1.0 / 255.0))
-    hed = torch.einsum("bchw,cs->bshw", od, _HED_FROM_RGB.to(image.device, image.dtype))
+    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) float32 hematoxylin concentration (optical-density
+    units). Float32 with autocast off: under bf16 autocast the einsum would run as a bf16 matmul."""
+    with torch.autocast(image.device.type, enabled=False):
+        od = -torch.log(image.float().clamp(min=1.0 / 255.0))
+        hed = torch.einsum("bchw,cs->bshw", od, _HED_FROM_RGB.to(image.device))
     return hed[:, :1]
 
 
@@ -66,20 +68,23 @@ def saliency_prior(
     prior: str = "hematoxylin",
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The prior A at ``size`` (S's resolution): (B, 1, h, w) in [0, 1], no gradient.
+    """The prior A at ``size`` (S's resolution): (B, 1, h, w) float32 in [0, 1], no gradient.
 
     ``image``: (B, 3, H, W) RGB in [0, 1] (not normalized). ``mask`` (B, H, W) in {0, 1, 2} is
-    needed only for ``prior="mask"``, which returns the area-averaged WBC mask.
+    needed only for ``prior="mask"``, which returns the area-averaged WBC mask. Float32 with
+    autocast off, whatever precision the model runs in: A is a fixed target, so a GPU's bf16
+    autocast must not change it (nor make GPU and CPU results differ).
     """
     if prior not in PRIORS:
         raise BenchmarkError(f"unknown saliency prior '{prior}'; valid priors: {', '.join(PRIORS)}")
     if image.ndim != 4 or image.shape[1] != 3:
         raise BenchmarkError(f"saliency prior expects images (B, 3, H, W), got {tuple(image.shape)}")
-    if prior == "mask":
-        if mask is None:
-            raise BenchmarkError("saliency prior 'mask' needs the batch's ground-truth mask")
-        return F.adaptive_avg_pool2d((mask > 0).unsqueeze(1).to(image.dtype), size)
-    density = F.adaptive_avg_pool2d(hematoxylin_density(image), size)
-    blurred = _gaussian_blur(density, _BLUR_SIGMA)
-    excess = F.relu(blurred - density.mean(dim=(2, 3), keepdim=True))
-    return _normalize_per_image(excess)
+    with torch.autocast(image.device.type, enabled=False):
+        if prior == "mask":
+            if mask is None:
+                raise BenchmarkError("saliency prior 'mask' needs the batch's ground-truth mask")
+            return F.adaptive_avg_pool2d((mask > 0).unsqueeze(1).float(), size)
+        density = F.adaptive_avg_pool2d(hematoxylin_density(image), size)
+        blurred = _gaussian_blur(density, _BLUR_SIGMA)
+        excess = F.relu(blurred - density.mean(dim=(2, 3), keepdim=True))
+        return _normalize_per_image(excess)

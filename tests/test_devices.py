@@ -1,0 +1,77 @@
+"""Device choice, the GPU packing rule and what each job records about both (CI has no GPU: the
+rule is arithmetic on measured numbers, tested here; the device errors are tested where CUDA is absent)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmark.budgets import get_budget
+from benchmark.devices import (CUDA_CONTEXT_BYTES, MEMORY_HEADROOM, jobs_per_gpu, make_deterministic, memory_fraction,
+                               peak_memory, resolve_device)
+from benchmark.packing import recorded_peak
+from core.errors import BenchmarkError
+
+GIB = 2**30
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the error on a machine without CUDA")
+
+
+def test_no_request_picks_what_the_machine_has():
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@no_cuda
+@pytest.mark.parametrize("requested", ["cuda", "cuda:0", "cuda:3"])
+def test_a_missing_gpu_is_an_error_not_a_fallback(requested):
+    with pytest.raises(BenchmarkError, match=f"--device {requested} was asked for, but this machine has no usable CUDA"):
+        resolve_device(requested)
+
+
+@pytest.mark.parametrize("requested, message", [("tpu", "not a device name"), ("mps", "only cpu, cuda and cuda:N")])
+def test_an_unknown_device_is_an_error(requested, message):
+    with pytest.raises(BenchmarkError, match=message):
+        resolve_device(requested)
+
+
+def test_jobs_per_gpu_fits_free_memory_at_the_measured_peak():
+    peak = 2 * GIB
+    per_job = peak * MEMORY_HEADROOM + CUDA_CONTEXT_BYTES
+    assert jobs_per_gpu(int(10 * per_job) + 1, peak, cpu_cores=64) == 10
+    assert jobs_per_gpu(int(10 * per_job) - 1, peak, cpu_cores=64) == 9
+
+
+def test_jobs_per_gpu_never_exceeds_the_cores_that_feed_them_and_never_drops_below_one():
+    assert jobs_per_gpu(139 * GIB, GIB // 2, cpu_cores=16) == 16
+    assert jobs_per_gpu(GIB, 80 * GIB, cpu_cores=16) == 1
+    with pytest.raises(BenchmarkError, match="peak memory must be positive"):
+        jobs_per_gpu(GIB, 0, cpu_cores=4)
+
+
+def test_memory_fraction_is_an_equal_share():
+    assert memory_fraction(4) == 0.25 and memory_fraction(1) == 1.0
+
+
+def test_a_cpu_job_records_its_determinism_switches_and_peak_memory():
+    rec = make_deterministic(torch.device("cpu"))
+    assert set(rec) >= {"cudnn_deterministic", "deterministic_algorithms", "cublas_workspace_config", "cpu_threads"}
+    peak = peak_memory(torch.device("cpu"))
+    assert peak.kind == "process_max_rss" and peak.bytes > 50 * 2**20
+
+
+def _job(root, name: str, model: str, budget: str, peak: int, kind: str = "cuda_max_allocated") -> None:
+    d = root / "jobs" / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"model": model, "budget": get_budget(budget).to_dict()}))
+    (d / "metrics.json").write_text(json.dumps({"train": {"peak_memory_bytes": peak, "peak_memory_kind": kind}}))
+
+
+def test_recorded_peak_is_the_largest_gpu_peak_of_the_same_models_and_budget(tmp_path):
+    _job(tmp_path, "a", "unet", "paper", 3 * GIB)
+    _job(tmp_path, "b", "sg_cldff", "paper", 5 * GIB)
+    _job(tmp_path, "c", "sg_cldff", "cpu", 9 * GIB)  # another budget
+    _job(tmp_path, "d", "xincept_all", "paper", 9 * GIB)  # a model not in this sweep
+    _job(tmp_path, "e", "unet", "paper", 9 * GIB, kind="process_max_rss")  # a CPU run
+    assert recorded_peak(tmp_path, {"unet", "sg_cldff"}, get_budget("paper")) == 5 * GIB
+    assert recorded_peak(tmp_path, {"classical"}, get_budget("paper")) is None
