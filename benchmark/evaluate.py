@@ -42,7 +42,7 @@ from benchmark.environment import environment_record
 from benchmark.runner import CPU_THREADS_PER_JOB, ENGINE_VERSION, pid_alive, score_target
 from benchmark.summary import EVALUATIONS_DIR, evaluated_targets, main_report, read_json, require_jobs
 from benchmark.targets import TargetBuilder
-from benchmark.train import pick_device
+from benchmark.devices import make_deterministic, resolve_device
 from benchmark.treatments import treatment_record
 from core.errors import BenchmarkError
 from core.sample import Sample
@@ -233,9 +233,10 @@ def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], dat
     except JobRefused as e:
         run.refused.append((job, "*", str(e)))
         return run
-    device = pick_device()
+    device = resolve_device(None)
     if device.type == "cpu":
         torch.set_num_threads(CPU_THREADS_PER_JOB)  # the runner's thread count: the same float reductions
+    make_deterministic(device)
     model.to(device)
     _remove_stale_temporaries(job_dir / EVALUATIONS_DIR)
     environment = environment_record()

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from benchmark.batches import ArraySet, ImageAugment, eval_batches, paper_augmentation, train_batches
 from benchmark.budgets import Budget
+from benchmark.devices import resolve_device
 from core.sample import CLASSES, MASK_NUCLEUS
 from core.errors import BenchmarkError
 from benchmark.metrics import SEGMENTATION_METRICS, classification_metrics, segmentation_metrics
@@ -60,10 +61,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def class_weights(labels: np.ndarray, num_classes: int = len(CLASSES)) -> torch.Tensor:
@@ -153,7 +150,7 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
           progress: bool | None = None, desc: str = "") -> TrainResult:
     """Fit ``model`` under ``budget``; the seed fixes init (set by the caller before building the model),
     data order and the augmentation stream. A non-finite loss stops the run with a BenchmarkError."""
-    device = device or pick_device()
+    device = device or resolve_device(None)
     model.to(device).to(memory_format=torch.channels_last)
     model.set_class_weights(class_weights(train_set.labels).to(device))
     if not any(p.requires_grad for p in model.parameters()):
