@@ -25,6 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -53,6 +54,9 @@ from core.study import REFERENCE_MODELS
 from protocols.registry import Extension
 from protocols.resolve import data_versions, load_by_domain, resolve_splits, select
 from protocols.split import Split, TestTarget
+
+if TYPE_CHECKING:
+    from benchmark.launchers import WorkerSettings
 
 ENGINE_VERSION = "3"
 """Bump when a change to training or evaluation code changes results: it is part of every job id
@@ -342,7 +346,7 @@ def run_sweep(sweep: Sweep, workers: int | None = None, log=print, device: torch
     jobs done / total and an ETA. ``workers`` None picks one job per core on a CPU and packs jobs
     by memory on a GPU. A job that fails does not stop the others: the failures are listed at the
     end, in a BenchmarkError, and left no job folder."""
-    from benchmark.launchers import LAUNCHERS, WorkerSettings, launch_local
+    from benchmark.launchers import LAUNCHERS, launch_local
 
     if launcher not in LAUNCHERS:
         raise BenchmarkError(f"unknown launcher '{launcher}'; valid launchers: {', '.join(LAUNCHERS)}")
@@ -381,7 +385,7 @@ def run_sweep(sweep: Sweep, workers: int | None = None, log=print, device: torch
 
 
 def worker_plan(sweep: Sweep, todo: list, device: torch.device, workers: int | None,
-                log=print) -> tuple["WorkerSettings", int]:
+                log=print) -> tuple[WorkerSettings, int]:
     """The workers' device settings and how many jobs run at once: ``--jobs`` when given; on a CPU
     one per core; on a GPU as many as its memory takes (``benchmark.packing``), each process capped
     at its share."""
