@@ -135,7 +135,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from benchmark.evaluate import main_evaluate
 
-    return main_evaluate(Path(args.results), _names(args.targets, []), args.jobs)
+    return main_evaluate(Path(args.results), _names(args.targets, []), args.jobs, args.device)
 
 
 def _cmd_hypotheses(args: argparse.Namespace) -> int:
@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(hed, restain, defocus, jpeg, gamma, resample, ...: applied to each job's held-out in-domain "
                     "images); see `python -m benchmark targets`")
     ev.add_argument("--jobs", type=int, default=1, help="jobs scored in parallel processes (default 1)")
+    ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, cpu otherwise); a device "
+                    "this machine lacks is an error")
     _dataset_option(ev)
     hyp = sub.add_parser("hypotheses", help="H1-H4 verdicts (SUPPORTED / RULED OUT / UNDECIDED, Holm per family) "
                          "-> hypotheses.md/json, and the paper's claims vs ours -> claims.md/tex")

@@ -200,8 +200,10 @@ def write_evaluation(job_dir: Path, target: TestTarget, result: dict, records: l
     return path
 
 
-def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], data: _Data) -> EvaluationRun:
-    """Score one job on each named target it has not been scored on; what it refused says why."""
+def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], data: _Data,
+                  device_name: str | None = None) -> EvaluationRun:
+    """Score one job on each named target it has not been scored on, on ``device_name`` (``--device``;
+    None: cuda when present); what it refused says why."""
     job, run = job_dir.name, EvaluationRun()
     cfg = read_json(job_dir / "config.json")
     done = set(read_json(job_dir / "metrics.json").get("targets", {}))
@@ -233,7 +235,7 @@ def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], dat
     except JobRefused as e:
         run.refused.append((job, "*", str(e)))
         return run
-    device = resolve_device(None)
+    device = resolve_device(device_name)
     if device.type == "cpu":
         torch.set_num_threads(CPU_THREADS_PER_JOB)  # the runner's thread count: the same float reductions
     make_deterministic(device)
@@ -259,17 +261,20 @@ _worker_data: _Data | None = None
 """A worker process's loaded datasets, kept across the jobs it is given (one worker, many jobs)."""
 
 
-def _evaluate_in_worker(job_dir: Path, names: list[str], splits: dict[str, Split]) -> EvaluationRun:
+def _evaluate_in_worker(job_dir: Path, names: list[str], splits: dict[str, Split],
+                        device_name: str | None) -> EvaluationRun:
     global _worker_data
     _worker_data = _worker_data or _Data()
-    return _evaluate_job(job_dir, names, splits, _worker_data)
+    return _evaluate_job(job_dir, names, splits, _worker_data, device_name)
 
 
-def evaluate_results(out_dir: Path, names: list[str], workers: int = 1,
+def evaluate_results(out_dir: Path, names: list[str], workers: int = 1, device: str | None = None,
                      log: Callable[[str], None] = print) -> EvaluationRun:
     """Score every completed job of ``out_dir`` on each named target it has not been scored on, in
-    ``workers`` processes (jobs are independent and each is scored alike, so the count changes no number)."""
+    ``workers`` processes (jobs are independent and each is scored alike, so the count changes no number),
+    on ``device`` (None: cuda when present, cpu otherwise), checked here before any job is loaded."""
     check_names(names)
+    resolve_device(device)
     if not out_dir.is_dir():
         raise BenchmarkError(f"results folder {out_dir} does not exist; pass the --out of a `run`")
     jobs, splits, run = require_jobs(out_dir), splits_by_hash(out_dir), EvaluationRun()
@@ -282,20 +287,20 @@ def evaluate_results(out_dir: Path, names: list[str], workers: int = 1,
     if workers <= 1 or len(jobs) <= 1:
         data = _Data()
         for i, job_dir in enumerate(jobs, 1):
-            report(i, _evaluate_job(job_dir, names, splits, data))
+            report(i, _evaluate_job(job_dir, names, splits, data, device))
         return run
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_evaluate_in_worker, job_dir, names, splits) for job_dir in jobs]
+        futures = [pool.submit(_evaluate_in_worker, job_dir, names, splits, device) for job_dir in jobs]
         for i, fut in enumerate(as_completed(futures), 1):
             report(i, fut.result())
     return run
 
 
-def main_evaluate(out_dir: Path, names: list[str], workers: int = 1) -> int:
+def main_evaluate(out_dir: Path, names: list[str], workers: int = 1, device: str | None = None) -> int:
     """``evaluate``: score, print what was refused and why, rebuild the report. A BenchmarkError
     (exit status 2) when nothing could be scored or when a requested target no job can score."""
     out_dir = Path(out_dir)
-    run = evaluate_results(out_dir, names, workers)
+    run = evaluate_results(out_dir, names, workers, device)
     refusals = "\n".join(f"  {job} [{'every target' if t == '*' else t}]: {why}" for job, t, why in run.refused)
     if not run.scored and not run.skipped:
         raise BenchmarkError(f"nothing in {out_dir} could be scored on {', '.join(names)}; refused:\n{refusals}")

@@ -216,7 +216,7 @@ def test_two_worker_processes_score_as_one(results, folder, tmp_path):
     """Jobs are scored independently, so the worker count changes no number and no prediction."""
     other = Path(shutil.copytree(results, tmp_path / "two"))
     evaluate_results(folder, ["jpeg"], log=lambda _: None)
-    assert main(["evaluate", "--results", str(other), "--targets", "jpeg", "--jobs", "2"]) == 0
+    assert main(["evaluate", "--results", str(other), "--targets", "jpeg", "--jobs", "2", "--device", "cpu"]) == 0
     for one, two in zip(completed_job_dirs(folder), completed_job_dirs(other)):
         files = sorted(p.name for p in (one / EVALUATIONS_DIR).iterdir())
         assert files == sorted(p.name for p in (two / EVALUATIONS_DIR).iterdir()) and len(files) == 10
@@ -329,6 +329,9 @@ def test_the_source_dataset_is_refused_and_no_job_can_score_it(folder, capsys):
 def test_cli_bad_input_exit_codes_and_messages(folder, tmp_path, capsys):
     assert main(["evaluate", "--results", str(tmp_path / "nowhere"), "--targets", "hed"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--results", str(folder), "--targets", "hed", "--device", "tpu"]) == 2
+    assert "--device 'tpu' is not a device name" in capsys.readouterr().err
+    assert not any((job / EVALUATIONS_DIR).exists() for job in completed_job_dirs(folder))
     assert main(["evaluate", "--results", str(folder), "--targets", "hed,nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown target(s) nope" in err and "synthetic" in err and "restain" in err
