@@ -173,6 +173,9 @@ def _load_plugins(modules: list[str]) -> None:
         add_plugins(modules)
 
 
+DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when present, cpu otherwise); a device this machine lacks is an error"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -211,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="results folder (default results/<protocol>)")
     r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core; on a GPU as many as "
                    "its free memory takes at the jobs' measured peak, see docs/gpu.md)")
-    r.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, cpu otherwise); a device "
-                   "this machine lacks is an error")
+    r.add_argument("--device", help=DEVICE_HELP)
     r.add_argument("--launcher", choices=["local", "ray"], default="local",
                    help="local: this process or a process pool on this host; ray: one Ray task per job, on a local "
                    "Ray instance or the cluster at --ray-address (docs/cluster.md)")
@@ -228,8 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(hed, restain, defocus, jpeg, gamma, resample, ...: applied to each job's held-out in-domain "
                     "images); see `python -m benchmark targets`")
     ev.add_argument("--jobs", type=int, default=1, help="jobs scored in parallel processes (default 1)")
-    ev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present, cpu otherwise); a device "
-                    "this machine lacks is an error")
+    ev.add_argument("--device", help=DEVICE_HELP)
     _dataset_option(ev)
     hyp = sub.add_parser("hypotheses", help="H1-H4 verdicts (SUPPORTED / RULED OUT / UNDECIDED, Holm per family) "
                          "-> hypotheses.md/json, and the paper's claims vs ours -> claims.md/tex")
