@@ -1,5 +1,5 @@
 """``python -m benchmark <command>``: data, protocols, models, treatments, targets, run, report, evaluate,
-hypotheses."""
+hypotheses, compare."""
 from __future__ import annotations
 
 import argparse
@@ -146,6 +146,14 @@ def _cmd_hypotheses(args: argparse.Namespace) -> int:
     return main_hypotheses(Path(args.out))
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from benchmark.compare import main_compare
+
+    return main_compare(Path(args.reference), Path(args.results), args.sets)
+
+
 def _dataset_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH",
                         help="a folder of your own WBC images as dataset NAME (repeatable; PATH alone takes the name "
@@ -235,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     hyp = sub.add_parser("hypotheses", help="H1-H4 verdicts (SUPPORTED / RULED OUT / UNDECIDED, Holm per family) "
                          "-> hypotheses.md/json, and the paper's claims vs ours -> claims.md/tex")
     hyp.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
+    cmp = sub.add_parser("compare", help="does a rerun reproduce a results folder? bit-identical rows, drift per model "
+                         "and target, verdicts per seed set side by side (Markdown on stdout, nothing written)")
+    cmp.add_argument("--reference", required=True, help="results folder to compare against, e.g. results/cross_stain")
+    cmp.add_argument("--results", required=True, help="the rerun's results folder (its summary.csv)")
+    cmp.add_argument("--sets", help="seed sets decided separately, e.g. 0-4,5-9 (the shared seeds as a whole always)")
     for name, subparser in sub.choices.items():  # every subcommand, so one added later takes --plugin too
         if name != "data":  # `data` parses its own arguments; main() takes --plugin off them
             _plugin_option(subparser)
@@ -258,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             list_datasets()  # registers the folders now: a bad one fails here, even where no dataset is read (report)
         handler = {"protocols": _cmd_protocols, "models": _cmd_models, "treatments": _cmd_treatments,
                    "targets": _cmd_targets, "run": _cmd_run,
-                   "report": _cmd_report, "evaluate": _cmd_evaluate, "hypotheses": _cmd_hypotheses}[args.command]
+                   "report": _cmd_report, "evaluate": _cmd_evaluate, "hypotheses": _cmd_hypotheses,
+                   "compare": _cmd_compare}[args.command]
         return handler(args)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -12,14 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from benchmark.compare import parse_seed_sets
 from benchmark.hypotheses import NOT_EVALUATED, evaluate_all
 from benchmark.stats import pts
 from benchmark.summary import read_summary
-
-
-def _seed_set(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
 
 
 def main() -> None:
@@ -28,7 +24,7 @@ def main() -> None:
     p.add_argument("--sets", default="0-4,5-9", help="comma-separated seed ranges (default 0-4,5-9)")
     args = p.parse_args()
     df = read_summary(args.out / "summary.csv")
-    sets = [(s, _seed_set(s)) for s in args.sets.split(",")]
+    sets = list(zip(args.sets.split(","), parse_seed_sets(args.sets)))
     sets.append(("all", sorted(int(x) for x in df["seed"].unique())))
     print("| Experiment | Hypothesis | Seeds | Verdict | Mean diff | Per-seed SD | One-sided 95% bounds | Holm p |")
     print("|:--|:--|:--|:--|--:|--:|--:|--:|")

@@ -150,8 +150,10 @@ def test_unknown_names_exit_2_naming_the_value_and_the_choices(case, tmp_path, c
     (["report"], ["the following arguments are required: --out"]),
     (["hypotheses"], ["the following arguments are required: --out"]),
     (["data", "--nope-option"], ["unrecognized arguments: --nope-option"]),
+    (["compare", "--results", "x"], ["the following arguments are required: --reference"]),
 ], ids=["no command", "unknown command", "protocols action", "budget", "seeds not int", "run without protocol",
-        "evaluate without targets", "report without out", "hypotheses without out", "data option"])
+        "evaluate without targets", "report without out", "hypotheses without out", "data option",
+        "compare without reference"])
 def test_usage_errors_are_argparse_exit_2(argv, expected, capsys) -> None:
     """Unknown command, invalid --budget (a ``choices`` option), missing required option: argparse."""
     _has(_usage_error(argv, capsys), *expected)
@@ -203,10 +205,12 @@ def _with_plugin(command: str, out: Path) -> list[str]:
             "treatments": ["treatments"], "targets": ["targets"], "run": [*RUN, "--out", str(out)],
             "report": ["report", "--out", str(out)],
             "evaluate": ["evaluate", "--results", str(out), "--targets", "hed"],
-            "hypotheses": ["hypotheses", "--out", str(out)]}[command]
+            "hypotheses": ["hypotheses", "--out", str(out)],
+            "compare": ["compare", "--reference", str(out), "--results", str(out)]}[command]
 
 
-COMMANDS = ["data", "protocols", "models", "treatments", "targets", "run", "report", "evaluate", "hypotheses"]
+COMMANDS = ["data", "protocols", "models", "treatments", "targets", "run", "report", "evaluate", "hypotheses",
+            "compare"]
 
 
 def test_every_command_is_covered() -> None:
