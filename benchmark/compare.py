@@ -86,14 +86,15 @@ def _drift(both: pd.DataFrame) -> pd.DataFrame:
                                        "mean_abs_diff", "max_abs_diff"])
 
 
-def _verdict_rows(df: pd.DataFrame, label: str) -> dict[tuple[str, str], dict]:
+def _verdict_rows(df: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    """(experiment, hypothesis) -> verdict, seeds, mean paired difference and bounds, as ``hypotheses.md`` decides them."""
     out = {}
     for ex in evaluate_all(df).experiments:
         for ev in ex.evaluations:
             if ev.verdict != NOT_EVALUATED:
                 t = ev.test
                 out[(f"{ex.protocol}/{ex.budget}" + ("" if ex.treatment == NO_TREATMENT else f"/{ex.treatment}"), ev.name)] = {
-                    "seeds": label, "n": t["n"], "verdict": ev.verdict, "mean": t["mean_diff"],
+                    "n": t["n"], "verdict": ev.verdict, "mean": t["mean_diff"],
                     "lower": t["lower_bound"], "upper": t["upper_bound"]}
     return out
 
@@ -102,10 +103,7 @@ def _verdicts(ref: pd.DataFrame, res: pd.DataFrame, seed_sets: list[list[int]]) 
     rows = []
     for seeds in seed_sets:
         label = _seed_label(seeds)
-        a, b = ref[ref["seed"].isin(seeds)], res[res["seed"].isin(seeds)]
-        if a.empty:
-            continue
-        va, vb = _verdict_rows(a, label), _verdict_rows(b, label)
+        va, vb = (_verdict_rows(df[df["seed"].isin(seeds)]) for df in (ref, res))
         for key in sorted(set(va) | set(vb)):
             x, y = va.get(key), vb.get(key)
             overlap = None if x is None or y is None or None in (x["lower"], x["upper"], y["lower"], y["upper"]) \
