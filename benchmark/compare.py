@@ -14,7 +14,6 @@ Only jobs both folders hold count, so a partial rerun compares on what it has.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pandas as pd
 
 from benchmark.hypotheses import NOT_EVALUATED, evaluate_all
 from benchmark.stats import POINTS_PER_UNIT, pts
-from benchmark.summary import IN_DOMAIN, METRICS, NO_SHIFT, NO_TREATMENT, PER_CLASS_F1, read_summary
+from benchmark.summary import IN_DOMAIN, METRICS, NO_SHIFT, NO_TREATMENT, PER_CLASS_F1, read_json, read_summary
 from core.errors import BenchmarkError
 
 DRIFT_METRICS: tuple[str, ...] = ("iou", "macro_f1")
@@ -152,7 +151,7 @@ def _environment_line(folder: Path) -> str:
     path = folder / "environments.json"
     if not path.is_file():
         return f"`{folder}`: no environments.json"
-    envs = json.loads(path.read_text())
+    envs = read_json(path)
     parts = [f"{k} ({e.get('cpu')}{', ' + e['gpu'] if e.get('gpu') else ''}, {e.get('threads')} thread(s), "
              f"lock {e.get('lock')}, {e.get('jobs')} jobs)" for k, e in envs.items()]
     return f"`{folder}`: " + "; ".join(parts)
