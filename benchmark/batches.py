@@ -1,19 +1,19 @@
-"""Samples to tensors: the in-memory batcher with seeded albumentations augmentation.
+"""Samples to tensors: a split held on the training device, batched and augmented there.
 
-Crops are small and already resized to the budget size when loaded, so the whole split lives
-in memory as uint8 arrays; a worker pool would cost more than it saves on 2 cores and would
-make the augmentation stream harder to keep deterministic.
+Crops are small and already resized to the budget size when loaded, so a whole split fits in
+device memory as uint8 tensors (a few hundred 224 px crops are ~50 MB): each job uploads its
+training and validation sets once, and every batch is gathered, converted and augmented on the
+device (:mod:`benchmark.augment`), so a GPU is never fed by a CPU core image by image.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-import albumentations as A
-import cv2
 import numpy as np
 import torch
 
+from benchmark.augment import PaperAugment
 from core.sample import Sample
 from core.errors import BenchmarkError
 
@@ -65,56 +65,75 @@ class ArraySet:
         )
 
 
-def paper_augmentation() -> A.Compose:
+@dataclass
+class TensorSet:
+    """An :class:`ArraySet` on a device: images (N,H,W,3) uint8, masks (N,H,W) uint8, mask_valid (N,)
+    bool, labels (N,) int64. On a CPU the tensors share the arrays' memory (no copy)."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    mask_valid: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def upload(cls, data: ArraySet, device: torch.device) -> "TensorSet":
+        def put(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        return cls(put(data.images), put(data.masks), put(data.mask_valid), put(data.labels))
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, index: torch.Tensor | slice, images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Rows ``index`` as the model's input: images float in [0, 1], channels-last (B,3,H,W);
+        ``images`` (uint8, N,H,W,3) replaces the stored ones (a treatment's augmented copies)."""
+        raw = self.images[index] if images is None else images
+        return {"image": to_float_nchw(raw), "mask": self.masks[index].long(),
+                "mask_valid": self.mask_valid[index], "label": self.labels[index]}
+
+
+def to_float_nchw(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N,H,W,3) -> float (N,3,H,W) in [0, 1], channels-last (the layout the engine trains in)."""
+    return images.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
+
+
+def paper_augmentation() -> PaperAugment:
     """SPEC recipe: rotation +-15 degrees, horizontal/vertical flips, contrast, Gaussian noise."""
-    return A.Compose([
-        A.Rotate(limit=15, border_mode=cv2.BORDER_REFLECT_101, p=0.5),
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-        A.RandomBrightnessContrast(brightness_limit=0.0, contrast_limit=0.2, p=0.5),
-        A.GaussNoise(std_range=(0.01, 0.05), p=0.3),
-    ])
+    return PaperAugment()
 
 
 def to_batch(images: np.ndarray, masks: np.ndarray, mask_valid: np.ndarray, labels: np.ndarray,
              device: torch.device) -> dict[str, torch.Tensor]:
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    return {
-        "image": x.contiguous(memory_format=torch.channels_last),
-        "mask": torch.from_numpy(masks.astype(np.int64)).to(device),
-        "mask_valid": torch.from_numpy(mask_valid).to(device),
-        "label": torch.from_numpy(labels).to(device),
-    }
+    return TensorSet.upload(ArraySet([], [], images, masks, mask_valid, labels), device).batch(slice(None))
 
 
-def train_batches(data: ArraySet, batch_size: int, seed: int, epoch: int, device: torch.device,
-                  augment: A.Compose | None, extra: ImageAugment | None = None,
-                  max_samples: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    """Shuffled, augmented batches; order and augmentation are a function of (seed, epoch) only."""
+def train_batches(data: TensorSet, batch_size: int, seed: int, epoch: int, augment: PaperAugment | None,
+                  extra: ImageAugment | None = None, max_samples: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Shuffled, augmented batches on ``data``'s device; order and augmentation are a function of
+    (seed, epoch) only. ``extra`` (a stain treatment's per-image numpy augmentation) runs on the CPU
+    before the batch's geometric augmentation."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(data))
     if max_samples is not None:
         order = order[:max_samples]
-    if augment is not None:
-        augment.set_random_seed(int(rng.integers(2**31)))
+    params = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    noise = torch.Generator(device=data.images.device).manual_seed(int(rng.integers(2**62)))
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         if len(idx) < 2 and len(order) >= 2:
             continue  # BatchNorm cannot train on a batch of one
-        imgs, msks = [], []
-        for i in idx:
-            img, msk = data.images[i], data.masks[i]
-            if extra is not None:
-                img = extra(img, rng)
-            if augment is not None:
-                out = augment(image=img, mask=msk)
-                img, msk = out["image"], out["mask"]
-            imgs.append(img)
-            msks.append(msk)
-        yield to_batch(np.stack(imgs), np.stack(msks), data.mask_valid[idx], data.labels[idx], device)
+        index = torch.from_numpy(idx).to(data.images.device)
+        treated = None
+        if extra is not None:
+            raw = data.images[index].cpu().numpy()
+            treated = torch.from_numpy(np.stack([extra(img, rng) for img in raw])).to(data.images.device)
+        batch = data.batch(index, treated)
+        if augment is not None:
+            image, mask = augment(batch["image"], batch["mask"], params, noise)
+            batch["image"], batch["mask"] = image.contiguous(memory_format=torch.channels_last), mask
+        yield batch
 
 
-def eval_batches(data: ArraySet, batch_size: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+def eval_batches(data: TensorSet, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
     for start in range(0, len(data), batch_size):
-        sl = slice(start, start + batch_size)
-        yield to_batch(data.images[sl], data.masks[sl], data.mask_valid[sl], data.labels[sl], device)
+        yield data.batch(slice(start, start + batch_size))

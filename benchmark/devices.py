@@ -14,6 +14,7 @@ import os
 import resource
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -31,11 +32,13 @@ MEMORY_HEADROOM = 1.25
 """Factor on a job's measured peak: fragmentation and the evaluation pass's larger batches."""
 
 
-def resolve_device(requested: str | None) -> torch.device:
+def resolve_device(requested: str | torch.device | None) -> torch.device:
     """``--device``: None picks cuda when present, cpu otherwise; an explicit ``cuda``/``cuda:N``
-    that this machine does not have is an error, never a silent fall-back to the CPU."""
+    that this machine does not have is an error, never a silent fall-back to the CPU. A CUDA device
+    always comes back indexed (``cuda`` is ``cuda:0``, the first visible device): several CUDA
+    calls (``set_per_process_memory_fraction``, ``mem_get_info``) refuse an unindexed one."""
     if requested is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(requested)
     except RuntimeError as e:
@@ -50,7 +53,15 @@ def resolve_device(requested: str | None) -> torch.device:
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
         raise BenchmarkError(f"--device {requested}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
-    return device
+    return torch.device("cuda", 0 if device.index is None else device.index)
+
+
+def mps_active() -> bool:
+    """Whether a CUDA MPS control daemon is running for this user (its control pipe exists): with it,
+    the kernels of packed job processes run at once; without it, their contexts take turns on the
+    GPU (time-slicing), so packing gives little (docs/gpu.md has the measurements)."""
+    pipe = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")) / "control"
+    return pipe.exists()
 
 
 def make_deterministic(device: torch.device) -> dict:

@@ -57,6 +57,24 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+def gpu_runtime() -> dict[str, str | bool | None]:
+    """What else decides a GPU job's numbers and speed: the driver, the CUDA and cuDNN that torch
+    was built with, and whether the CUDA MPS server lets packed jobs run at once (docs/gpu.md)."""
+    import torch
+
+    from benchmark.devices import mps_active
+
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20)
+        driver = done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
+    except (OSError, subprocess.TimeoutExpired):
+        driver = None
+    cudnn = torch.backends.cudnn.version()
+    return {"driver": driver, "cuda": torch.version.cuda, "cudnn": None if cudnn is None else str(cudnn),
+            "mps": mps_active()}
+
+
 @lru_cache(maxsize=1)
 def code_commit() -> dict[str, str | bool | None]:
     """HEAD of the checkout the code runs from, and whether the code paths had uncommitted edits;
@@ -87,12 +105,14 @@ def environment_record(threads: int | None = None) -> dict:
     id covers one that does)."""
     import torch
 
+    gpu = gpu_name()
     return {
         "packages": package_versions(),
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
         "cpu": cpu_model(),
-        "gpu": gpu_name(),
+        "gpu": gpu,
+        **({"gpu_runtime": gpu_runtime()} if gpu is not None else {}),  # absent on CPU: CPU env ids stay as they were
         "threads": int(threads if threads is not None else torch.get_num_threads()),
         "lock": lock_digest(),
         "code": code_commit(),

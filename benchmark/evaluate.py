@@ -140,7 +140,7 @@ class _Data:
             return [by_id[i] for i in target.ids]
         if (split.hash, size) not in self._builders:
             by_id = {s.id: s for ss in self.job_domains(versions, size).values() for s in ss}
-            self._builders[split.hash, size] = TargetBuilder(split, by_id)
+            self._builders[split.hash, size] = TargetBuilder(split, by_id, versions)
         return self._builders[split.hash, size].samples(target)
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam
 
-from benchmark.batches import ArraySet, eval_batches
+from benchmark.batches import ArraySet, TensorSet, eval_batches
 from models.base import WBCModel
 
 
@@ -39,7 +39,7 @@ def explain(model: WBCModel, data: ArraySet, device: torch.device, batch_size: i
     model.eval()
     gradcam = LayerGradCam(lambda x: model(x).class_logits, model.fused_layer)
     cams, sals, preds = [], [], []
-    for batch in eval_batches(data, batch_size, device):
+    for batch in eval_batches(TensorSet.upload(data, device), batch_size):
         x = batch["image"]
         with torch.no_grad():
             out = model(x)

@@ -54,18 +54,27 @@ def describe_error(e: BaseException) -> str:
     return "".join(traceback.format_exception(type(e), e, e.__traceback__, limit=-4)).strip()
 
 
+def prepare_worker(settings: WorkerSettings) -> torch.device:
+    """A worker's device, indexed (``cuda`` -> ``cuda:0``), with determinism switched on before the
+    first CUDA call (cuBLAS reads its workspace setting once) and the process's memory cap applied."""
+    from benchmark.devices import make_deterministic, resolve_device
+
+    device = resolve_device(settings.device)
+    make_deterministic(device)
+    if device.type == "cuda" and settings.memory_fraction is not None:
+        torch.cuda.set_per_process_memory_fraction(settings.memory_fraction, device)
+        torch.set_num_threads(1)  # packed processes share the cores; each one's CPU work is light
+    return device
+
+
 def run_in_worker(job: "Job", split: Split, protocol: str, out_dir: Path, extension: Extension | None,
                   settings: WorkerSettings) -> str:
     """One job in a worker process (a spawned pool process or a Ray task): load the data, apply the
     device settings, run it; returns the job folder."""
-    from benchmark.devices import make_deterministic
     from benchmark.runner import run_job
     from protocols.resolve import load_by_domain
 
-    device = torch.device(settings.device)
-    make_deterministic(device)  # before the first CUDA call: cuBLAS reads its workspace setting once
-    if device.type == "cuda" and settings.memory_fraction is not None:
-        torch.cuda.set_per_process_memory_fraction(settings.memory_fraction, device)
+    device = prepare_worker(settings)
     by_domain = load_by_domain(protocol, job.budget.img_size, extension)
     by_id = {s.id: s for ss in by_domain.values() for s in ss}
     return str(run_job(job, split, by_id, out_dir, device=device, progress=False))
@@ -79,7 +88,7 @@ def launch_local(todo: list[tuple["Job", Split]], sweep: "Sweep", settings: Work
     from benchmark.targets import TargetBuilder
 
     if workers <= 1 or len(todo) <= 1:
-        device = torch.device(settings.device)
+        device = prepare_worker(settings)
         by_domain = sweep.samples_by_domain()
         by_id = {s.id: s for ss in by_domain.values() for s in ss}
         builders: dict[str, TargetBuilder] = {}

@@ -116,7 +116,7 @@ def launch_ray(todo: list[tuple["Job", Split]], sweep: "Sweep", settings: Worker
     """Submit every job as a Ray task (1 CPU; on CUDA ``settings.memory_fraction`` of a GPU) and
     yield the outcomes as tasks finish. The local instance, if started here, is shut down after."""
     device = torch.device(settings.device)
-    if address and device.type == "cuda" and device.index is not None:
+    if address and device.type == "cuda" and device.index not in (None, 0):  # cuda is cuda:0 once resolved
         raise BenchmarkError(f"--device {settings.device} with --launcher ray: Ray assigns each task its GPU; "
                              f"use --device cuda")
     ray = import_ray(local=not address)

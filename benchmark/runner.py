@@ -38,13 +38,14 @@ from core.sample import Sample
 from benchmark.environment import environment_record
 from core.errors import BenchmarkError
 from benchmark.explain import can_explain, explain
-from benchmark.fingerprint import split_fingerprint
+from benchmark.lockfile import pid_alive
 from benchmark.metrics import mask_to_rle
 from benchmark.provenance import record_datasets
 from benchmark.summary import display_name
 from benchmark.targets import TargetBuilder
 from benchmark.treatments import NO_TREATMENT, TREATMENTS, FittedTreatment, fit_treatment, treatment_record
-from benchmark.devices import make_deterministic, memory_fraction, peak_memory, reset_peak_memory, resolve_device
+from benchmark.devices import (make_deterministic, memory_fraction, mps_active, peak_memory, reset_peak_memory,
+                               resolve_device)
 from benchmark.train import SetPredictions, predict, score_predictions, seed_everything, train
 from models import create_model
 from models.base import WBCModel
@@ -58,7 +59,7 @@ from protocols.split import Split, TestTarget
 if TYPE_CHECKING:
     from benchmark.launchers import WorkerSettings
 
-ENGINE_VERSION = "3"
+ENGINE_VERSION = "4"
 """Bump when a change to training or evaluation code changes results: it is part of every job id
 (a change of crops is caught by the datasets' cache versions, also in the id)."""
 
@@ -191,7 +192,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         result = train(model, train_set.map_images(treatment.preprocess), val_set.map_images(treatment.preprocess),
                        job.budget, job.seed, task=split.task, device=device, extra_augment=treatment.augment,
                        progress=progress, desc=f"{display_name(job.model, job.treatment)} {job.source} s{job.seed}")
-        builder = builder or TargetBuilder(split, by_id)
+        builder = builder or TargetBuilder(split, by_id, job.data_versions)
         metrics, records, panel = {}, [], {}
         t_eval = time.perf_counter()
         for target in split.targets:
@@ -204,7 +205,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
                   "environment": environment, "determinism": determinism,
                   "task": split.task, "has_classifier": model.has_classifier, "has_segmenter": model.has_segmenter}
         write_json(tmp / "config.json", config)
-        write_json(tmp / "fingerprint.json", {**split_fingerprint(split, by_id), "stain_profiles": builder.profiles_used(),
+        write_json(tmp / "fingerprint.json", {**builder.fingerprint(), "stain_profiles": builder.profiles_used(),
                                                "treatment": treatment_record(treatment)})
         write_json(tmp / "metrics.json", {
             "targets": metrics,
@@ -313,20 +314,6 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs; a zombie (killed, not yet reaped) does not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def remove_stale_temporaries(out_dir: Path) -> list[str]:
     """Delete the temporary job directories (``.<job>.tmp-<pid>``) of processes that no longer
     run: what a killed worker left. A live process's temporary is left alone. Returns the names."""
@@ -399,4 +386,7 @@ def worker_plan(sweep: Sweep, todo: list, device: torch.device, workers: int | N
     plan = plan_gpu_in_subprocess(sweep.out_dir, models, sweep.budget, device)
     log(plan.describe() + ("" if workers is None else f"; --jobs {workers} overrides the count"))
     jobs = workers or plan.jobs
+    if jobs > 1 and not mps_active():
+        log("CUDA MPS is not running: packed jobs take turns on the GPU instead of running at once "
+            "(start it with `nvidia-cuda-mps-control -d`; docs/gpu.md)")
     return WorkerSettings(str(device), memory_fraction(jobs) if jobs > 1 else None), jobs

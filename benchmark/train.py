@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmark.batches import ArraySet, ImageAugment, eval_batches, paper_augmentation, train_batches
+from benchmark.batches import ArraySet, ImageAugment, TensorSet, eval_batches, paper_augmentation, train_batches
 from benchmark.budgets import Budget
 from benchmark.devices import resolve_device
 from core.sample import CLASSES, MASK_NUCLEUS
@@ -87,10 +87,13 @@ def _quiet() -> bool:
 
 
 @torch.no_grad()
-def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: int = 64) -> SetPredictions:
+def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: int = 64,
+            on_device: TensorSet | None = None) -> SetPredictions:
+    """Per-sample outputs of ``model`` on ``data``; ``on_device`` is ``data`` already uploaded (the
+    validation set, scored every epoch, is uploaded once per job)."""
     model.eval()
     probas, masks, channels = [], [], 0
-    for batch in eval_batches(data, batch_size, device):
+    for batch in eval_batches(TensorSet.upload(data, device) if on_device is None else on_device, batch_size):
         with autocast_for(device):
             out = model(batch["image"])
         if out.class_logits is not None:
@@ -162,6 +165,7 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     opt = torch.optim.Adam(model.parameters(), lr=budget.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=budget.lr_step_epochs, gamma=budget.lr_gamma)
     augment = paper_augmentation()
+    train_data, val_data = TensorSet.upload(train_set, device), TensorSet.upload(val_set, device)
     show = (not _quiet()) if progress is None else progress
     bar = tqdm(total=budget.epochs, desc=desc or "train", disable=not show, leave=False)
     best = (-math.inf, -1, None, {})
@@ -170,7 +174,7 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     for epoch in range(budget.epochs):
         model.train()
         losses = []
-        for step, batch in enumerate(train_batches(train_set, budget.batch_size, seed, epoch, device, augment,
+        for step, batch in enumerate(train_batches(train_data, budget.batch_size, seed, epoch, augment,
                                                    extra_augment, budget.max_train_samples)):
             with autocast_for(device):
                 out = model(batch["image"])
@@ -184,7 +188,7 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
             losses.append(loss.item())
             seen += len(batch["label"])
         sched.step()
-        val = score_predictions(predict(model, val_set, device), task)
+        val = score_predictions(predict(model, val_set, device, on_device=val_data), task)
         score = selection_score(val)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_score": score})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val=f"{score:.3f}")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
-from benchmark.batches import ArraySet, paper_augmentation, train_batches
+from benchmark.batches import ArraySet, TensorSet, paper_augmentation, train_batches
 from benchmark.budgets import Budget, get_budget
 from benchmark.environment import cpu_model
 from benchmark.explain import can_explain
@@ -150,14 +150,15 @@ def measure_model(name: str, img_size: int, batch: int, steps: int) -> ModelCost
 
 
 def measure_pipeline(img_size: int, batch: int, images: int = PIPELINE_IMAGES) -> float:
-    """Images/s of the engine's training input path on one core: albumentations + batching."""
+    """Images/s of the engine's training input path on one CPU core: batching + tensor augmentation."""
     rng = np.random.default_rng(0)
     data = ArraySet([str(i) for i in range(images)], ["x"] * images,
                     rng.integers(0, 256, (images, img_size, img_size, 3), dtype=np.uint8),
                     rng.integers(0, 3, (images, img_size, img_size), dtype=np.uint8),
                     np.ones(images, bool), np.zeros(images, np.int64))
     start = time.perf_counter()
-    seen = sum(len(b["label"]) for b in train_batches(data, batch, 0, 0, torch.device("cpu"), paper_augmentation()))
+    seen = sum(len(b["label"]) for b in train_batches(TensorSet.upload(data, torch.device("cpu")), batch, 0, 0,
+                                                      paper_augmentation()))
     return seen / (time.perf_counter() - start)
 
 
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         f"per image.",
         f"- CPU: {cpu_model()}, {CPU_THREADS_PER_JOB} thread, batch {args.batch}, {args.steps} timed steps after a "
         f"warm-up, including the Adam step; load average {load_avg:.1f} at the start (a busy machine gives lower "
-        f"img/s). Input pipeline (albumentations + batching, one core): {pipeline_img_s:.0f} img/s.",
+        f"img/s). Input pipeline (batching + tensor augmentation, one CPU core): {pipeline_img_s:.0f} img/s.",
         f"- GPU: peak {args.peak_tflops:g} TFLOP/s ({PEAK_SOURCE}) at utilisation {args.utilisation:g}; "
         f"GPU-h (FLOPs) = FLOPs / (peak x utilisation); (+ input pipeline) adds training images x epochs / "
         f"{pipeline_img_s:.0f} img/s, the augmentation the engine does between GPU steps.",

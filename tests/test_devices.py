@@ -75,3 +75,50 @@ def test_recorded_peak_is_the_largest_gpu_peak_of_the_same_models_and_budget(tmp
     _job(tmp_path, "e", "unet", "paper", 9 * GIB, kind="process_max_rss")  # a CPU run
     assert recorded_peak(tmp_path, {"unet", "sg_cldff"}, get_budget("paper")) == 5 * GIB
     assert recorded_peak(tmp_path, {"classical"}, get_budget("paper")) is None
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """One pretend CUDA device: enough of torch.cuda for the device choice and a worker's setup. The
+    memory cap checks its device argument as torch's own does (an unindexed ``cuda`` is refused),
+    and the determinism switches are recorded without flipping this process's global flags."""
+    calls = []
+
+    def set_fraction(fraction, device=None):
+        torch.cuda._utils._get_device_index(device, optional=False)  # torch's check: ValueError for "cuda"
+        calls.append((fraction, device))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", set_fraction)
+    monkeypatch.setattr("benchmark.devices.make_deterministic", lambda device: calls.append(("deterministic", device)))
+    threads = torch.get_num_threads()
+    yield calls
+    torch.set_num_threads(threads)  # a packed worker goes single-threaded; this test process does not
+
+
+@pytest.mark.parametrize("requested", [None, "cuda", "cuda:0", torch.device("cuda")])
+def test_every_cuda_spelling_resolves_to_an_indexed_device(fake_cuda, requested):
+    assert resolve_device(requested) == torch.device("cuda", 0)
+
+
+def test_the_unindexed_device_is_what_torch_refuses(fake_cuda):
+    """The crash of every packed GPU job on an H200 (issue 18): the check the fake reproduces."""
+    with pytest.raises(ValueError, match="specified index"):
+        torch.cuda.set_per_process_memory_fraction(0.5, torch.device("cuda"))
+
+
+@pytest.mark.parametrize("requested", ["cuda", "cuda:0"])
+def test_a_packed_worker_caps_its_memory_on_an_indexed_device(fake_cuda, requested):
+    from benchmark.launchers import WorkerSettings, prepare_worker
+
+    device = prepare_worker(WorkerSettings(requested, memory_fraction=0.25))
+    assert device == torch.device("cuda", 0)
+    assert fake_cuda == [("deterministic", torch.device("cuda", 0)), (0.25, torch.device("cuda", 0))]
+
+
+def test_a_worker_alone_on_the_gpu_sets_no_cap(fake_cuda):
+    from benchmark.launchers import WorkerSettings, prepare_worker
+
+    assert prepare_worker(WorkerSettings("cuda")) == torch.device("cuda", 0)
+    assert fake_cuda == [("deterministic", torch.device("cuda", 0))]
