@@ -57,9 +57,11 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+@lru_cache(maxsize=1)
 def gpu_runtime() -> dict[str, str | bool | None]:
     """What else decides a GPU job's numbers and speed: the driver, the CUDA and cuDNN that torch
-    was built with, and whether the CUDA MPS server lets packed jobs run at once (docs/gpu.md)."""
+    was built with, and whether the CUDA MPS server lets packed jobs run at once (docs/gpu.md). Read
+    once per process (``nvidia-smi`` is not asked again for every job)."""
     import torch
 
     from benchmark.devices import mps_active

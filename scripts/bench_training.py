@@ -28,23 +28,20 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from plan_budget import flop_counter  # noqa: E402  (a sibling script)
-
-from benchmark.batches import ArraySet, TensorSet, paper_augmentation, train_batches  # noqa: E402
-from benchmark.budgets import Budget, get_budget  # noqa: E402
-from benchmark.devices import make_deterministic, mps_active, resolve_device  # noqa: E402
-from benchmark.train import autocast_for, class_weights  # noqa: E402
-from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS  # noqa: E402
-from models import create_model  # noqa: E402
-from wbcdata.synthetic import load_synthetic  # noqa: E402
+from benchmark.batches import ArraySet, TensorSet, paper_augmentation, train_batches
+from benchmark.budgets import Budget, get_budget
+from benchmark.devices import make_deterministic, mps_active, resolve_device
+from benchmark.flops import flop_counter
+from benchmark.train import autocast_for, class_weights
+from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
+from models import create_model
+from wbcdata.synthetic import load_synthetic
 
 
 def _step(model, opt, batch) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))  # its sibling plan_budget, and the spawned workers' import of it
+sys.path.insert(0, str(ROOT / "scripts"))  # the spawned workers import the script by its module name
 _spec = importlib.util.spec_from_file_location("bench_training", ROOT / "scripts" / "bench_training.py")
 bench = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = bench
