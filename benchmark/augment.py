@@ -42,9 +42,9 @@ class PaperAugment:
         factor = 1.0 + (2.0 * torch.rand(n, generator=params) - 1.0) * self.contrast
         std = self.noise_std[0] + torch.rand(n, generator=params) * (self.noise_std[1] - self.noise_std[0])
         rotate = u[:, 0] < self.p_rotate
-        if rotate.any():
+        if bool(rotate.any()):  # a CPU tensor: no device sync
             angles = (2.0 * u[:, 1] - 1.0) * self.rotate_degrees
-            images, masks = rotate_subset(images, masks, rotate.to(device), angles[rotate])
+            images, masks = rotate_subset(images, masks, rotate.to(device), angles)
         hflip, vflip = (u[:, 2] < self.p_hflip).to(device), (u[:, 3] < self.p_vflip).to(device)
         images = torch.where(hflip[:, None, None, None], images.flip(-1), images)
         masks = torch.where(hflip[:, None, None], masks.flip(-1), masks)
@@ -52,8 +52,9 @@ class PaperAugment:
         masks = torch.where(vflip[:, None, None], masks.flip(-2), masks)
         scale = torch.where(u[:, 4] < self.p_contrast, factor, torch.ones(n)).to(device)
         images = (images * scale[:, None, None, None]).clamp_(0.0, 1.0)
-        sigma = torch.where(u[:, 5] < self.p_noise, std, torch.zeros(n)).to(device)
-        if bool((sigma > 0).any()):
+        noisy = u[:, 5] < self.p_noise
+        sigma = torch.where(noisy, std, torch.zeros(n)).to(device)
+        if bool(noisy.any()):  # decided on the CPU copy: no device sync
             z = torch.randn(images.shape, generator=noise, device=device, dtype=images.dtype)
             images = (images + z * sigma[:, None, None, None]).clamp_(0.0, 1.0)
         return images, masks
@@ -73,14 +74,11 @@ def rotation_grid(angles_deg: torch.Tensor, height: int, width: int, device: tor
 def rotate_subset(images: torch.Tensor, masks: torch.Tensor, chosen: torch.Tensor,
                   angles_deg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate the ``chosen`` images (bilinear) and masks (nearest), borders filled by reflection;
-    the others are left bit-identical (no resampling at all)."""
-    idx = chosen.nonzero().squeeze(1)
-    grid = rotation_grid(angles_deg, images.shape[-2], images.shape[-1], images.device)
-    rotated = F.grid_sample(images[idx], grid.to(images.dtype), mode="bilinear", padding_mode="reflection",
-                            align_corners=False)
-    rotated_masks = F.grid_sample(masks[idx, None].to(images.dtype), grid.to(images.dtype), mode="nearest",
-                                  padding_mode="reflection", align_corners=False)[:, 0].round().to(masks.dtype)
-    images, masks = images.clone(), masks.clone()
-    images[idx] = rotated.to(images.dtype)
-    masks[idx] = rotated_masks
-    return images, masks
+    the others come back bit-identical (every image is resampled, in one launch without a host sync,
+    and ``torch.where`` keeps the originals of those not chosen)."""
+    grid = rotation_grid(angles_deg, images.shape[-2], images.shape[-1], images.device).to(images.dtype)
+    rotated = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    rotated_masks = F.grid_sample(masks[:, None].to(images.dtype), grid, mode="nearest", padding_mode="reflection",
+                                  align_corners=False)[:, 0].round().to(masks.dtype)
+    return (torch.where(chosen[:, None, None, None], rotated, images),
+            torch.where(chosen[:, None, None], rotated_masks, masks))

@@ -3,6 +3,7 @@ hypotheses, compare."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from benchmark.budgets import BUDGETS
@@ -80,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.budgets import default_budget_name, get_budget
-    from benchmark.devices import resolve_device
+    from benchmark.devices import CUDA_DETERMINISM_ENV, resolve_device
     from benchmark.runner import Sweep, run_sweep
     from benchmark.treatments import NO_TREATMENT, list_treatments
     from models import list_models
@@ -92,6 +93,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise BenchmarkError(f"--jobs must be at least 1, got {args.jobs}")
     device = resolve_device(args.device)
+    if args.cuda_determinism is not None:  # the workers, spawned or Ray's, inherit the environment
+        os.environ[CUDA_DETERMINISM_ENV] = "1" if args.cuda_determinism == "on" else "0"
     models = _names(args.models, list_models(), "--models") or list(SG_CLDFF_VARIANTS)
     models += [m for m in REFERENCE_MODELS if m not in models]
     budget = get_budget(args.budget or default_budget_name(device))
@@ -223,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core; on a GPU as many as "
                    "its free memory takes at the jobs' measured peak, see docs/gpu.md)")
     r.add_argument("--device", help=DEVICE_HELP)
+    r.add_argument("--cuda-determinism", choices=("on", "off"),
+                   help="on a GPU: deterministic cuDNN kernels (on, the default) or autotuned ones (off: faster, "
+                        "not bit-reproducible; each job's config.json records which); no effect on a CPU")
     r.add_argument("--launcher", choices=["local", "ray"], default="local",
                    help="local: this process or a process pool on this host; ray: one Ray task per job, on a local "
                    "Ray instance or the cluster at --ray-address (docs/cluster.md)")

@@ -64,17 +64,29 @@ def mps_active() -> bool:
     return pipe.exists()
 
 
+CUDA_DETERMINISM_ENV = "WBC_CUDA_DETERMINISTIC"
+"""``0`` lets GPU jobs use cuDNN's autotuned, non-deterministic kernels (``run --cuda-determinism off``);
+set in the launcher's environment, so spawned and Ray workers inherit it."""
+
+
+def cuda_determinism() -> bool:
+    return os.environ.get(CUDA_DETERMINISM_ENV, "1") != "0"
+
+
 def make_deterministic(device: torch.device) -> dict:
     """Switch on the determinism a device offers and return the switches as set, for ``config.json``.
     On a GPU: cuDNN's deterministic kernels without autotuning, PyTorch's deterministic algorithms
     (warn-only: a few kernels, e.g. some scatter and interpolation backwards, have no deterministic
-    version and would otherwise stop the run) and cuBLAS's fixed workspace. A CPU run is
-    deterministic as it is (one thread per job)."""
+    version and would otherwise stop the run) and cuBLAS's fixed workspace; with
+    ``WBC_CUDA_DETERMINISTIC=0``, cuDNN autotuning instead (faster, not bit-reproducible; the
+    record says so). A CPU run is deterministic as it is (one thread per job)."""
     if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        on = cuda_determinism()
+        if on:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+        torch.backends.cudnn.deterministic = on
+        torch.backends.cudnn.benchmark = not on
+        torch.use_deterministic_algorithms(on, warn_only=True)
     return {
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),

@@ -38,7 +38,7 @@ MAX_RETRIES = 2
 
 FORWARDED_ENV: tuple[str, ...] = (
     "WBC_DATA_DIR", "WBC_DATA_MIRROR", "WBC_PLUGINS", "WBC_DATASETS", "HF_HUB_OFFLINE", "HF_HOME",
-    "TORCH_HOME", "CUBLAS_WORKSPACE_CONFIG",
+    "TORCH_HOME", "CUBLAS_WORKSPACE_CONFIG", "WBC_CUDA_DETERMINISTIC",
 )
 """Environment a worker on another node needs to find the same data, plugins and cached weights."""
 

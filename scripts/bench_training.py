@@ -36,7 +36,7 @@ import torch
 
 from benchmark.batches import ArraySet, TensorSet, paper_augmentation, train_batches
 from benchmark.budgets import Budget, get_budget
-from benchmark.devices import make_deterministic, mps_active, resolve_device
+from benchmark.devices import CUDA_DETERMINISM_ENV, make_deterministic, mps_active, resolve_device
 from benchmark.flops import flop_counter
 from benchmark.train import autocast_for, class_weights
 from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
@@ -110,13 +110,11 @@ def engine_loop(name: str, data: ArraySet, size: int, batch_size: int, steps: in
     return seen / (time.perf_counter() - t)
 
 
-def _packed_worker(name: str, budget: Budget, device: str, determinism: bool, seconds: float,
-                   barrier, results) -> None:
+def _packed_worker(name: str, budget: Budget, device: str, seconds: float, barrier, results) -> None:
     """One of k engine loops: set up, wait for the others, train for ``seconds``, report images."""
     torch.set_num_threads(1)
     dev = torch.device(device)
-    if determinism:
-        make_deterministic(dev)
+    make_deterministic(dev)
     data = ArraySet.from_samples(load_synthetic(None, budget.img_size), "synthetic")
     model, opt = _model(name, budget.img_size, dev, data)
     batches = engine_batches(TensorSet.upload(data, dev), budget.batch_size)
@@ -133,11 +131,11 @@ def _packed_worker(name: str, budget: Budget, device: str, determinism: bool, se
     results.put((seen, time.perf_counter() - t))
 
 
-def aggregate(name: str, budget: Budget, device: torch.device, k: int, determinism: bool, seconds: float) -> float:
+def aggregate(name: str, budget: Budget, device: torch.device, k: int, seconds: float) -> float:
     """Images/s of ``k`` engine loops in ``k`` spawned processes running at once."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(k), ctx.Queue()
-    procs = [ctx.Process(target=_packed_worker, args=(name, budget, str(device), determinism, seconds, barrier, results))
+    procs = [ctx.Process(target=_packed_worker, args=(name, budget, str(device), seconds, barrier, results))
              for _ in range(k)]
     for p in procs:
         p.start()
@@ -151,9 +149,11 @@ def aggregate(name: str, budget: Budget, device: torch.device, k: int, determini
     return sum(seen for seen, _ in got) / max(elapsed for _, elapsed in got)
 
 
-def train_gflop_per_image(name: str, size: int, batch_size: int) -> float:
-    """Forward + loss + backward FLOPs of one image (counted on the CPU: the count is the same)."""
+def train_gflop_per_image(name: str, size: int) -> float:
+    """Forward + loss + backward FLOPs of one image, counted on a 2-image batch on the CPU (the count
+    per image does not depend on the device or the batch; a full batch at 224 px takes a minute here)."""
     model, opt = _model(name, size, torch.device("cpu"))
+    batch_size = 2
     batch = _fixed_batch(batch_size, size, torch.device("cpu"))
     with flop_counter() as counter:
         out = model(batch["image"])
@@ -208,11 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget, device = get_budget(args.budget), resolve_device(args.device)
-    determinism = args.determinism == "on"
-    if determinism:
-        make_deterministic(device)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    os.environ[CUDA_DETERMINISM_ENV] = "1" if args.determinism == "on" else "0"  # the packed workers inherit it
+    make_deterministic(device)
     ks = [int(k) for k in args.jobs.split(",") if k]
     models = args.models.split(",")
     data = ArraySet.from_samples(load_synthetic(None, budget.img_size), "synthetic")
@@ -225,14 +222,17 @@ def main(argv: list[str] | None = None) -> None:
     head = f"{'model':<20}{'engine img/s':>13}{'bare img/s':>12}{'engine/bare':>12}"
     head += "".join(f"{f'agg @{k}':>11}" for k in ks) + f"{'GFLOP/img':>11}{'% peak':>8}"
     print(head, flush=True)
-    for name in models:
+    for name in models:  # each figure is printed as soon as it is measured: a run cut short keeps them
+        gflop = train_gflop_per_image(name, budget.img_size)
         e = engine_loop(name, data, budget.img_size, budget.batch_size, args.steps, device)
         b = bare_loop(name, budget.img_size, budget.batch_size, args.steps, device)
-        agg = [aggregate(name, budget, device, k, determinism, args.seconds) for k in ks]
-        gflop = train_gflop_per_image(name, budget.img_size, budget.batch_size)
-        share = max(rate * gflop / 1e3 / chip_tflops(peak, device, k) for rate, k in [(e, 1), *zip(agg, ks)])
-        print(f"{name:<20}{e:>13.1f}{b:>12.1f}{e / b:>12.2f}" + "".join(f"{a:>11.1f}" for a in agg)
-              + f"{gflop:>11.2f}{100 * share:>7.2f}%", flush=True)
+        print(f"{name:<20}{e:>13.1f}{b:>12.1f}{e / b:>12.2f}", end="", flush=True)
+        rates = [(e, 1)]
+        for k in ks:
+            rates.append((aggregate(name, budget, device, k, args.seconds), k))
+            print(f"{rates[-1][0]:>11.1f}", end="", flush=True)
+        share = max(rate * gflop / 1e3 / chip_tflops(peak, device, k) for rate, k in rates)
+        print(f"{gflop:>11.2f}{100 * share:>7.2f}%", flush=True)
     if args.sweep_seeds:
         jobs, seconds = time_sweep(args.sweep_protocol, models, args.sweep_seeds, budget, device)
         print(f"sweep {args.sweep_protocol}, budget {budget.name}, {','.join(models)} + floors, "

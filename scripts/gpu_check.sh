@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue 18), sized for one 10-minute device command:
 #   1. installs what the device image lacks (cp312 wheels in .whl/, if there) and records the machine;
-#   2. scripts/bench_training.py at the paper budget: engine vs bare loop, determinism off once,
-#      aggregate img/s of packed processes without and with CUDA MPS;
+#   2. starts CUDA MPS; scripts/bench_training.py at the paper budget: engine vs bare loop and
+#      aggregate img/s of packed processes (cuDNN autotuned), engine vs bare with determinism on;
 #   3. the cross_stain paper sweep under MPS (H1/H2 models + floors, 3 sources, $SEEDS seeds), with
 #      resume, stopped at the deadline so the report still runs on the jobs that finished;
 #   4. report + hypotheses, and everything packed into $OUT (at most 8 files come back).
@@ -11,7 +11,9 @@
 #   OUT=/tmp/check scripts/gpu_check.sh --dry-run      # on a CPU: smoke budget, 1 seed, seconds-long bench
 #
 # Settings (environment): SEEDS (10), DEADLINE_S (total seconds this script may take, 560),
-# SKIP_BENCH=1 (a resumed call: sweep only), RESULTS (results/cross_stain_paper), PYTHON (python3).
+# SKIP_BENCH=1 (a resumed call: sweep only), BENCH_ON=0 (skip the determinism-on bench), KS (packed
+# process counts, 8,16), CUDA_DETERMINISM (the sweep's, on), REPORT_S (seconds kept for the reports,
+# 100), RESULTS (results/cross_stain_paper), PYTHON (python3).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -57,31 +59,30 @@ export WBC_DATA_DIR=${WBC_DATA_DIR:-/tmp/wbc_data}
 log "machine: $(grep -m1 -E 'NVIDIA H|no cuda' "$OUT/env.txt" || true); mirror $WBC_DATA_MIRROR"
 
 if [ $DRY = 1 ]; then
-    BUDGET=smoke; DEVICE=cpu; SEEDS=1; BENCH_ARGS=(--budget smoke --models sg_cldff --steps 2 --seconds 2); K=2; KS=1,2
+    BUDGET=smoke; DEVICE=cpu; SEEDS=1; BENCH_ARGS=(--budget smoke --models sg_cldff --steps 2 --seconds 2); KS=${KS:-2}
 else
-    BUDGET=paper; DEVICE=cuda; BENCH_ARGS=(--budget paper --models sg_cldff --steps 20 --seconds 8); K=16; KS=8,16
+    BUDGET=paper; DEVICE=cuda; BENCH_ARGS=(--budget paper --models sg_cldff --steps 20 --seconds 6); KS=${KS:-8,16}
 fi
 
-# 2. Benchmark: without MPS first (the engine vs the bare loop, determinism off once, packed processes),
-#    then with MPS (packed processes).
-if [ "${SKIP_BENCH:-0}" != 1 ]; then
-    run 60 $PYTHON scripts/bench_training.py "${BENCH_ARGS[@]}" --device $DEVICE --determinism off >> "$OUT/bench.txt"
-    run 90 $PYTHON scripts/bench_training.py "${BENCH_ARGS[@]}" --device $DEVICE --jobs $K >> "$OUT/bench.txt"
-fi
+# 2. CUDA MPS first (packed processes run at once instead of taking turns), then the benchmark:
+#    the engine vs the bare loop and packed processes with cuDNN autotuning (determinism off), and
+#    the engine vs the bare loop with the determinism switches on (what they cost).
 if [ $DRY = 0 ] && command -v nvidia-cuda-mps-control >/dev/null; then
     if nvidia-cuda-mps-control -d 2>&1 | tee -a "$OUT/log.txt"; then log "MPS control daemon started"; else log "MPS did not start: packed jobs time-slice"; fi
     sleep 1
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
-    run 110 $PYTHON scripts/bench_training.py "${BENCH_ARGS[@]}" --device $DEVICE --jobs $KS >> "$OUT/bench.txt"
+    # packed measurements start k fresh processes each (torch import, CUDA context): ~60 s for k = 16
+    run 200 $PYTHON scripts/bench_training.py "${BENCH_ARGS[@]}" --device $DEVICE --determinism off --jobs $KS >> "$OUT/bench.txt"
+    [ "${BENCH_ON:-1}" = 1 ] && run 45 $PYTHON scripts/bench_training.py "${BENCH_ARGS[@]}" --device $DEVICE --determinism on >> "$OUT/bench.txt"
 fi
 
-# 3. The sweep, resumed if a folder is there, stopped 100 s before the deadline (a stopped job leaves
-#    nothing: the next call redoes it), which leaves the reports their time.
-SWEEP_S=$(( $(left) - 100 ))
+# 3. The sweep, resumed if a folder is there, stopped REPORT_S (100) s before the deadline (a stopped
+#    job leaves nothing: the next call redoes it), which leaves the reports their time.
+SWEEP_S=$(( $(left) - ${REPORT_S:-100} ))
 if [ "$SWEEP_S" -gt 30 ]; then
     run "$SWEEP_S" $PYTHON -m benchmark run --protocol cross_stain --budget $BUDGET --models $MODELS \
-        --seeds "$SEEDS" --device $DEVICE --out "$RESULTS"
+        --seeds "$SEEDS" --device $DEVICE --cuda-determinism "${CUDA_DETERMINISM:-on}" --out "$RESULTS"
 else
     log "no time left for the sweep"
 fi
