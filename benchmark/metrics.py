@@ -203,6 +203,12 @@ def hd95(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out
 
 
+def mean_iou(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean per-image IoU of the binary WBC masks (label > 0) of label maps (N >= 1, H, W): the
+    ``iou`` of :func:`segmentation_metrics`, alone (what model selection needs every epoch)."""
+    return float(_per_image_iou(np.asarray(pred) > 0, np.asarray(true) > 0).mean())
+
+
 def segmentation_metrics(pred: np.ndarray, true: np.ndarray, score_nucleus: bool = True) -> dict:
     """Mean per-image scores of label maps ``pred`` vs ``true``, both (N, H, W) in {0, 1, 2}.
 
@@ -225,7 +231,7 @@ def segmentation_metrics(pred: np.ndarray, true: np.ndarray, score_nucleus: bool
     if score_nucleus:
         nucleus = float(_per_image_iou(pred == MASK_NUCLEUS, true == MASK_NUCLEUS).mean())
     return {
-        "iou": float(_per_image_iou(p, t).mean()),
+        "iou": mean_iou(pred, true),
         "dice": float(dice.mean()),
         "pixel_accuracy": float((p == t).mean(axis=(1, 2)).mean()),
         "nucleus_iou": nucleus,

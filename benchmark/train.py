@@ -27,7 +27,7 @@ from benchmark.budgets import Budget
 from benchmark.devices import resolve_device
 from core.sample import CLASSES, MASK_NUCLEUS
 from core.errors import BenchmarkError
-from benchmark.metrics import SEGMENTATION_METRICS, classification_metrics, segmentation_metrics
+from benchmark.metrics import SEGMENTATION_METRICS, classification_metrics, mean_iou, segmentation_metrics
 from models.base import WBCModel
 
 MAX_CLASS_WEIGHT = 10.0
@@ -73,6 +73,18 @@ def class_weights(labels: np.ndarray, num_classes: int = len(CLASSES)) -> torch.
     if present.any():
         w[present] = len(labels) / (present.sum() * counts[present])
     return torch.tensor(np.minimum(w, MAX_CLASS_WEIGHT), dtype=torch.float32)
+
+
+def selection_metrics(pred: SetPredictions, task: str) -> dict:
+    """The two scores model selection ranks epochs by (macro-F1, IoU), where the model and the data
+    give them, exactly as :func:`score_predictions` computes them; the full set (HD95, boundary IoU,
+    AUC, ECE: ~0.3 s of CPU a 60-image epoch at 224 px) is scored once, for the epoch kept."""
+    out: dict = {}
+    if pred.proba is not None and task != "segmentation":
+        out["macro_f1"] = classification_metrics(pred.labels, pred.proba)["macro_f1"]
+    if pred.pred_masks is not None and pred.mask_valid.any() and task != "classification":
+        out["iou"] = mean_iou(pred.pred_masks[pred.mask_valid], pred.true_masks[pred.mask_valid])
+    return out
 
 
 def selection_score(metrics: dict) -> float:
@@ -168,7 +180,7 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     train_data, val_data = TensorSet.upload(train_set, device), TensorSet.upload(val_set, device)
     show = (not _quiet()) if progress is None else progress
     bar = tqdm(total=budget.epochs, desc=desc or "train", disable=not show, leave=False)
-    best = (-math.inf, -1, None, {})
+    best = (-math.inf, -1, None)
     history: list[dict] = []
     seen, t0, stale = 0, time.perf_counter(), 0
     for epoch in range(budget.epochs):
@@ -188,13 +200,12 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
             losses.append(loss.item())
             seen += len(batch["label"])
         sched.step()
-        val = score_predictions(predict(model, val_set, device, on_device=val_data), task)
-        score = selection_score(val)
+        score = selection_score(selection_metrics(predict(model, val_set, device, on_device=val_data), task))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_score": score})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val=f"{score:.3f}")
         bar.update(1)
         if budget.selection == "last" or score > best[0]:
-            best = (score, epoch, copy.deepcopy(model.state_dict()), val)
+            best = (score, epoch, copy.deepcopy(model.state_dict()))
             stale = 0
         else:
             stale += 1
@@ -204,5 +215,6 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     if best[2] is None:
         raise BenchmarkError(f"{desc}: validation never gave a finite score; no result is written")
     model.load_state_dict(best[2])
+    val = score_predictions(predict(model, val_set, device, on_device=val_data), task)  # the kept epoch's, in full
     model.after_training(train_set.images, train_set.labels, seed, device, train_set.masks, train_set.mask_valid)
-    return TrainResult(best[2], best[1], best[3], history, time.perf_counter() - t0, seen)
+    return TrainResult(best[2], best[1], val, history, time.perf_counter() - t0, seen)
