@@ -430,12 +430,15 @@ def main(argv: list[str] | None = None) -> None:
         f"- CPU: {cpu_model()}, {CPU_THREADS_PER_JOB} thread, batch {args.batch}, {args.steps} timed steps after a "
         f"warm-up, including the Adam step; load average {load_avg:.1f} at the start (a busy machine gives lower "
         f"img/s).",
-        f"- GPU: peak {args.peak_tflops:g} TFLOP/s ({PEAK_SOURCE}) at {utilisation_line} Augmentation runs on the "
+        f"- GPU: peak {args.peak_tflops:g} TFLOP/s "
+        f"({PEAK_SOURCE if args.peak_tflops == PEAK_BF16_DENSE_TFLOPS else 'given with --peak-tflops'}) "
+        f"at {utilisation_line} Augmentation runs on the "
         f"GPU inside that time: no CPU input-pipeline term.",
     ]
     text = report(costs, loads, epochs, args.peak_tflops, utilisation, header, settings, runs or ())
     print(text, end="")
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     print(f"done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
