@@ -15,6 +15,7 @@ process and run: one process builds while the others wait for its file (:mod:`be
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -208,9 +209,14 @@ class TargetBuilder:
 
 
 def _code_digest(modules: list[str]) -> str:
-    """SHA-256 of the source files of ``modules`` (a module without one, by its name)."""
+    """SHA-256 of the source files of ``modules`` (a module without one, by its name), found without
+    importing them, so every process computes the same key whatever it has imported so far."""
     h = hashlib.sha256()
     for name in sorted(set(modules)):
-        file = getattr(sys.modules.get(name), "__file__", None)
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # e.g. a kind defined in __main__
+            spec = None
+        file = spec.origin if spec is not None and spec.has_location else None
         h.update(name.encode() + (Path(file).read_bytes() if file else b""))
     return h.hexdigest()
