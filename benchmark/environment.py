@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 RECORDED_PACKAGES: tuple[str, ...] = (
-    "torch", "torchvision", "timm", "albumentations", "numpy", "opencv-python-headless", "torchstain",
+    "torch", "torchvision", "timm", "numpy", "opencv-python-headless", "torchstain",
     "scikit-learn", "xgboost-cpu", "scipy", "pandas", "statsmodels",
 )
 """Distributions whose version can change a trained model or a reported statistic."""
