@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from benchmark.budgets import BUDGETS
+from benchmark.engine.budgets import BUDGETS
 from core.errors import BenchmarkError
 
 
@@ -59,7 +59,7 @@ def _cmd_targets(_: argparse.Namespace) -> int:
 
 
 def _cmd_treatments(_: argparse.Namespace) -> int:
-    from benchmark.treatments import TREATMENTS, list_treatments
+    from benchmark.engine.treatments import TREATMENTS, list_treatments
 
     for name in list_treatments():
         print(f"{name:<24} {TREATMENTS.description(name)}")
@@ -80,10 +80,12 @@ def _names(arg: str | None, every: list[str], option: str = "") -> list[str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmark.budgets import default_budget_name, get_budget
-    from benchmark.devices import CUDA_DETERMINISM_ENV, resolve_device
-    from benchmark.runner import Sweep, run_sweep
-    from benchmark.treatments import NO_TREATMENT, list_treatments
+    from benchmark.engine.budgets import default_budget_name, get_budget
+    from benchmark.engine.devices import CUDA_DETERMINISM_ENV, resolve_device
+    from benchmark.engine.plan import Sweep
+    from benchmark.engine.sweep import run_sweep
+    from benchmark.engine.treatments import list_treatments
+    from benchmark.record.vocabulary import NO_TREATMENT
     from models import list_models
     from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
     from protocols.resolve import select
@@ -128,23 +130,39 @@ def _json_object(text: str | None, option: str) -> dict:
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmark.summary import main_report
+    from benchmark.reports.report import main_report
 
     return main_report(Path(args.out))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """``evaluate``: score, print what was refused and why, rebuild the report. A BenchmarkError
+    (exit status 2) when nothing could be scored or when a requested target no job can score."""
     from pathlib import Path
 
-    from benchmark.evaluate import main_evaluate
+    from benchmark.engine.evaluate import evaluate_results
+    from benchmark.reports.report import main_report
 
-    return main_evaluate(Path(args.results), _names(args.targets, []), args.jobs, args.device)
+    out_dir, names = Path(args.results), _names(args.targets, [])
+    run = evaluate_results(out_dir, names, args.jobs, args.device)
+    refusals = "\n".join(f"  {job} [{'every target' if t == '*' else t}]: {why}" for job, t, why in run.refused)
+    if not run.scored and not run.skipped:
+        raise BenchmarkError(f"nothing in {out_dir} could be scored on {', '.join(names)}; refused:\n{refusals}")
+    if run.refused:
+        print(f"refused {len(run.refused)} (job, target) pair(s):\n{refusals}")
+    print(f"scored {len(run.scored)} (job, target) pair(s), {len(run.skipped)} already scored")
+    main_report(out_dir)
+    uncovered = [n for n in names if not run.covered(n)]
+    if uncovered:
+        raise BenchmarkError(f"no job could score target(s) {', '.join(uncovered)} (reasons above); "
+                             f"the other targets were scored and the report rebuilt")
+    return 0
 
 
 def _cmd_hypotheses(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmark.hypotheses import main_hypotheses
+    from benchmark.reports.hypotheses import main_hypotheses
 
     return main_hypotheses(Path(args.out))
 
@@ -152,7 +170,7 @@ def _cmd_hypotheses(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmark.compare import main_compare
+    from benchmark.analysis.compare import main_compare
 
     return main_compare(Path(args.reference), Path(args.results), args.sets)
 
@@ -229,9 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cuda-determinism", choices=("on", "off"),
                    help="on a GPU: deterministic cuDNN kernels (on, the default) or autotuned ones (off: faster, "
                         "not bit-reproducible; each job's config.json records which); no effect on a CPU")
-    r.add_argument("--launcher", choices=["local", "ray"], default="local",
-                   help="local: this process or a process pool on this host; ray: one Ray task per job, on a local "
-                   "Ray instance or the cluster at --ray-address (docs/cluster.md)")
+    r.add_argument("--launcher", default="local",
+                   help="a registered launcher (default local): local, this process or a process pool on this host; "
+                   "ray, one Ray task per job, on a local Ray instance or the cluster at --ray-address "
+                   "(docs/cluster.md); a plugin may register more")
     r.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT or 'auto') instead of starting a local "
                    "instance; --out must be on a file system every node shares")
     rep = sub.add_parser("report", help="summary.csv, Markdown/LaTeX tables and figures from a results folder")

@@ -6,6 +6,7 @@ and asking for an unknown name lists the valid choices. Every lookup first loads
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, TypeVar
 
 from core.errors import BenchmarkError
@@ -20,8 +21,10 @@ class Registry(Generic[T]):
     ``metadata`` kept beside a factory (timm keeps its pretrained configs so) answers questions
     about an entry without building it, e.g. which heads a model has."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, builtins: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self._builtins = builtins
+        """Modules whose import registers the built-in entries: imported once, before the plugins."""
         self._entries: dict[str, T] = {}
         self._descriptions: dict[str, str] = {}
         self._metadata: dict[str, object] = {}
@@ -42,15 +45,21 @@ class Registry(Generic[T]):
 
         return wrap
 
-    def get(self, name: str) -> T:
+    def _load(self) -> None:
+        """Built-ins first, then plugins, so a plugin reusing a built-in name is the one refused."""
+        for module in self._builtins:
+            importlib.import_module(module)
         load_plugins()
+
+    def get(self, name: str) -> T:
+        self._load()
         if name not in self._entries:
             valid = ", ".join(sorted(self._entries)) or "(none registered)"
             raise BenchmarkError(f"unknown {self.kind} '{name}'; valid {self.kind}s: {valid}")
         return self._entries[name]
 
     def names(self) -> list[str]:
-        load_plugins()
+        self._load()
         return sorted(self._entries)
 
     def description(self, name: str) -> str:
@@ -63,7 +72,7 @@ class Registry(Generic[T]):
         return self._metadata[name]
 
     def __contains__(self, name: object) -> bool:
-        load_plugins()
+        self._load()
         return name in self._entries
 
 

@@ -7,6 +7,8 @@ import numpy as np
 
 CLASSES: tuple[str, ...] = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 """Fixed label order for every dataset; ``label`` is an index into this tuple."""
+NUM_CLASSES = len(CLASSES)
+"""What every model's classifier head is built with."""
 
 MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS = 0, 1, 2
 """Mask encoding shared by all loaders: 0 background (incl. red cells), 1 cytoplasm, 2 nucleus."""

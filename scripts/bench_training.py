@@ -6,7 +6,7 @@ and the wall time of a small sweep.
 
 Per model it prints:
 - ``engine img/s``: the engine's own training input path (data held on the device, a batch gathered
-  and augmented there by ``benchmark.augment``) and step, validation excluded;
+  and augmented there by ``benchmark.engine.augment``) and step, validation excluded;
 - ``bare img/s``: the same model, batch and step on one pre-made batch (no input path at all);
   ``engine/bare`` is the share of the device's training speed the engine's input path leaves a job
   (1.0: the model never waits for data);
@@ -34,12 +34,13 @@ from pathlib import Path
 
 import torch
 
-from benchmark.batches import ArraySet, TensorSet, paper_augmentation, train_batches
-from benchmark.budgets import Budget, get_budget
-from benchmark.devices import CUDA_DETERMINISM_ENV, make_deterministic, mps_active, resolve_device
-from benchmark.flops import flop_counter
-from benchmark.train import autocast_for, class_weights
+from benchmark.engine.batches import ArraySet, TensorSet, paper_augmentation, train_batches
+from benchmark.engine.budgets import Budget, get_budget
+from benchmark.engine.devices import CUDA_DETERMINISM_ENV, make_deterministic, mps_active, resolve_device
+from benchmark.engine.flops import flop_counter
+from benchmark.engine.train import autocast_for, class_weights
 from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
+from core.sample import NUM_CLASSES
 from models import create_model
 from wbcdata.synthetic import load_synthetic
 
@@ -60,7 +61,7 @@ def _sync(device: torch.device) -> None:
 
 def _model(name: str, size: int, device: torch.device, data: ArraySet | None = None):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=5, img_size=size).to(device).to(memory_format=torch.channels_last)
+    model = create_model(name, num_classes=NUM_CLASSES, img_size=size).to(device).to(memory_format=torch.channels_last)
     if data is not None:
         model.set_class_weights(class_weights(data.labels).to(device))
     model.train()
@@ -183,7 +184,8 @@ def chip_tflops(peak: float, device: torch.device, k: int) -> float:
 
 def time_sweep(protocol: str, models: list[str], seeds: int, budget: Budget, device: torch.device) -> tuple[int, float]:
     """Jobs and wall seconds of a sweep through the runner (its own packing and worker choice)."""
-    from benchmark.runner import Sweep, run_sweep
+    from benchmark.engine.plan import Sweep
+    from benchmark.engine.sweep import run_sweep
 
     with tempfile.TemporaryDirectory() as out:
         sweep = Sweep(protocol, [*models, *REFERENCE_MODELS], list(range(seeds)), budget, Path(out))

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmark.treatments import fit_treatment, list_treatments  # noqa: E402
+from benchmark.engine.treatments import fit_treatment, list_treatments  # noqa: E402
 from protocols.resolve import load_by_domain  # noqa: E402
 
 FIT_IMAGES = 180

@@ -21,7 +21,7 @@ every multi-source branch of the reports runs:
 
 plus an unfinished job (no ``done``) and a leftover temporary directory, both of which reports
 must ignore; 10 test images of 8x8 px. Predictions come from seeded random generators and the
-metrics are computed from them with :mod:`benchmark.metrics`, as the runner does, so tables,
+metrics are computed from them with :mod:`benchmark.record.metrics`, as the runner does, so tables,
 figures and ``predictions.jsonl.gz`` agree. The effects are built in: the alignment loss
 protects IoU under stain shift (H1 SUPPORTED); cross-layer fusion does not raise macro-F1 or
 accuracy (H2, H4 not supported).
@@ -46,9 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmark.atomic import write_json  # noqa: E402
+from benchmark.record.atomic import write_json  # noqa: E402
 from core.sample import CLASSES  # noqa: E402
-from benchmark.metrics import (  # noqa: E402
+from benchmark.record.metrics import (  # noqa: E402
     SEGMENTATION_METRICS, classification_metrics, mask_to_rle, segmentation_metrics,
 )
 from wbcdata.target_kinds import get_target_kind  # noqa: E402
@@ -184,7 +184,7 @@ def _predictions(m: FakeModel, protocol: str, source: str, seed: int, target: Ta
 
 
 def _metrics(proba: np.ndarray | None, pred: np.ndarray | None, truth: np.ndarray, explains: bool) -> dict:
-    """What ``benchmark.train.score_predictions`` stores: every part the model lacks is null
+    """What ``benchmark.engine.train.score_predictions`` stores: every part the model lacks is null
     (saliency consistency too for a model without Grad-CAM, such as the floors)."""
     empty = classification_metrics(np.zeros(0, int), np.zeros((0, len(CLASSES))))
     out = dict(classification_metrics(LABELS, proba) if proba is not None else empty)
@@ -267,10 +267,10 @@ GOLDEN_FILES = ("summary.csv", "hypotheses.md", "hypotheses.json", "claims.md", 
 
 def build_reports(results: Path) -> list[Path]:
     """Summary, tables and hypotheses of ``results`` (no figures: they are not golden); returns the files."""
-    from benchmark.claims import write_claims
-    from benchmark.hypotheses import write_hypotheses
-    from benchmark.summary import build_summary, write_summary
-    from benchmark.tables import write_tables
+    from benchmark.reports.claims import write_claims
+    from benchmark.reports.hypotheses import write_hypotheses
+    from benchmark.record.summary import build_summary, write_summary
+    from benchmark.reports.tables import write_tables
 
     df = build_summary(results)
     write_summary(df, results / "summary.csv")

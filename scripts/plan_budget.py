@@ -8,7 +8,7 @@
 Per registered model: FLOPs of one training step (forward, the model's own loss, backward) and of
 inference per image at the paper budget's 224 px, counted by ``torch.utils.flop_counter``, and the
 training images/s of one CPU thread (as the engine runs a job). The jobs come from the harness
-itself: ``benchmark.runner.Sweep(...).plan()`` of the three protocols below with every registered
+itself: ``benchmark.engine.plan.Sweep(...).plan()`` of the three protocols below with every registered
 model, by default every treatment and seeds 0-4 (it loads the datasets: set ``WBC_DATA_MIRROR``).
 Each job is charged its epochs of training with validation after each, and one pass over each test
 target. GPU-hours = FLOPs / (peak x utilisation). Augmentation runs batched on the training device,
@@ -47,12 +47,13 @@ from statistics import mean
 
 import torch
 
-from benchmark.budgets import Budget, get_budget
-from benchmark.environment import cpu_model
-from benchmark.explain import can_explain
-from benchmark.flops import flop_counter
-from benchmark.runner import CPU_THREADS_PER_JOB, Sweep
-from benchmark.treatments import TREATMENTS
+from benchmark.engine.budgets import Budget, get_budget
+from benchmark.engine.environment import cpu_model
+from benchmark.engine.explain import can_explain
+from benchmark.engine.flops import flop_counter
+from benchmark.engine.job import CPU_THREADS_PER_JOB
+from benchmark.engine.plan import Sweep
+from benchmark.engine.treatments import TREATMENTS
 from core.sample import CLASSES
 from models import create_model
 from models.base import WBCModel
@@ -85,11 +86,11 @@ class ModelCost:
     infer_flops: float
     cpu_img_s: float | None
     explains: bool
-    """Whether jobs run Grad-CAM on each classification target (``benchmark.explain.can_explain``)."""
+    """Whether jobs run Grad-CAM on each classification target (``benchmark.engine.explain.can_explain``)."""
 
 
 def synthetic_batch(batch: int, img_size: int) -> dict[str, torch.Tensor]:
-    """A batch as the engine builds it (``benchmark.batches.to_batch``), every sample with mask and label
+    """A batch as the engine builds it (``benchmark.engine.batches.to_batch``), every sample with mask and label
     so every head and loss term runs: the costliest case."""
     g = torch.Generator().manual_seed(0)
     return {
@@ -157,7 +158,7 @@ def job_loads(budget: Budget, models: list[str], treatments: list[str], seeds: l
         with tempfile.TemporaryDirectory() as tmp:
             sweep = Sweep(protocol, models=models, seeds=seeds, budget=budget, out_dir=Path(tmp),
                           treatments=treatments)
-            for job, split in sweep.plan():
+            for job, split in sweep.plan().jobs:
                 loads.append(JobLoad(protocol, job.model, split.task, len(split.train), len(split.val),
                                      sum(len(t.ids) for t in split.targets),
                                      sum(min(budget.explain_images, len(t.ids)) for t in split.targets)))

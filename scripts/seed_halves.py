@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.compare import parse_seed_sets
-from benchmark.hypotheses import NOT_EVALUATED, evaluate_all
-from benchmark.stats import pts
-from benchmark.summary import read_summary
+from benchmark.analysis.compare import parse_seed_sets
+from benchmark.analysis.hypotheses import NOT_EVALUATED, evaluate_all
+from benchmark.analysis.stats import pts
+from benchmark.record.summary import read_summary
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Each setting is one training configuration (SG-CLDFF decoder, cpu-budget schedul
 run through the ordinary runner into ``<out>/<setting>/<protocol>`` (so it resumes), then the
 figures the verdicts hang on are printed: per model, in-domain and shifted IoU / macro-F1 (mean
 and SD over seeds) with the predicted-to-true WBC area ratio; per hypothesis, the per-seed paired
-differences, their mean and SD, and the verdict, computed by ``benchmark.hypotheses`` exactly as
+differences, their mean and SD, and the verdict, computed by ``benchmark.analysis.hypotheses`` exactly as
 ``hypotheses.md`` does (so the figures quoted in docs/decisions.md are the report's).
 """
 from __future__ import annotations
@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.budgets import get_budget
-from benchmark.hypotheses import evaluate_all
-from benchmark.metrics import rle_to_mask
-from benchmark.runner import Sweep, default_workers, run_sweep
-from benchmark.summary import build_summary, completed_job_dirs
+from benchmark.engine.budgets import get_budget
+from benchmark.analysis.hypotheses import evaluate_all
+from benchmark.record.metrics import rle_to_mask
+from benchmark.engine.plan import Sweep
+from benchmark.engine.sweep import default_workers, run_sweep
+from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.summary import build_summary
 
 SETTINGS: dict[str, tuple[dict, dict]] = {
     # name: (SG-CLDFF model kwargs, cpu-budget overrides); "fused" is the code before issue 9

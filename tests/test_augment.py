@@ -1,4 +1,4 @@
-"""The batched tensor augmentation (benchmark.augment) and the device-held batcher (benchmark.batches):
+"""The batched tensor augmentation (benchmark.engine.augment) and the device-held batcher (benchmark.engine.batches):
 each transform does what the paper's recipe says, masks follow the images, and the stream is a
 function of (seed, epoch) alone."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.augment import PaperAugment
-from benchmark.batches import ArraySet, TensorSet, train_batches
+from benchmark.engine.augment import PaperAugment
+from benchmark.engine.batches import ArraySet, TensorSet, train_batches
 
 OFF = dict(p_rotate=0.0, p_hflip=0.0, p_vflip=0.0, p_contrast=0.0, p_noise=0.0)
 

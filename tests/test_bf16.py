@@ -1,6 +1,6 @@
 """The GPU's bf16 mixed-precision path, exercised on CPU (CI has no GPU).
 
-The engine autocasts to bf16 on a GPU only; ``benchmark.train.AUTOCAST_CPU_DTYPE`` switches the
+The engine autocasts to bf16 on a GPU only; ``benchmark.engine.train.AUTOCAST_CPU_DTYPE`` switches the
 same autocast on for CPU, so every registered model, stain treatment and target kind goes through
 one training step and prediction under it here (registry-driven: a newly registered one is covered
 without editing this file). Training-free computations (the saliency prior, the classical
@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from benchmark import train as engine
-from benchmark.batches import ArraySet, ImageAugment
-from benchmark.budgets import get_budget
-from benchmark.targets import TargetBuilder
-from benchmark.train import SetPredictions, predict, train
-from benchmark.treatments import fit_treatment, list_treatments
+from benchmark.engine.batches import ArraySet, ImageAugment
+from benchmark.engine.budgets import get_budget
+from benchmark.engine.targets import TargetBuilder
+from benchmark.engine.train import SetPredictions, predict, train
+from benchmark.engine.treatments import fit_treatment, list_treatments
 from core.sample import Sample
 from models.base import WBCModel
 from models.registry import create_model, list_models

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.treatments import list_treatments
+from benchmark.engine.treatments import list_treatments
 from models import list_models
 from protocols import list_protocols
 from wbcdata.target_kinds import TARGET_KINDS

@@ -1,4 +1,4 @@
-"""benchmark.compare: a rerun against a results folder, on the committed tiny fixture (two sources)."""
+"""benchmark.analysis.compare: a rerun against a results folder, on the committed tiny fixture (two sources)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.compare import compare, parse_seed_sets, render_markdown
-from benchmark.summary import build_summary, write_summary
+from benchmark.analysis.compare import compare, parse_seed_sets, render_markdown
+from benchmark.record.summary import build_summary, write_summary
 from core.errors import BenchmarkError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "results_tiny"

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from benchmark.budgets import get_budget
-from benchmark.devices import (CUDA_CONTEXT_BYTES, MEMORY_HEADROOM, jobs_per_gpu, make_deterministic, memory_fraction,
+from benchmark.engine.budgets import get_budget
+from benchmark.engine.devices import (CUDA_CONTEXT_BYTES, MEMORY_HEADROOM, jobs_per_gpu, make_deterministic, memory_fraction,
                                peak_memory, resolve_device)
-from benchmark.packing import recorded_peak
+from benchmark.engine.packing import recorded_peak
 from core.errors import BenchmarkError
 
 GIB = 2**30
@@ -91,7 +91,7 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", set_fraction)
-    monkeypatch.setattr("benchmark.devices.make_deterministic", lambda device: calls.append(("deterministic", device)))
+    monkeypatch.setattr("benchmark.engine.launchers.base.make_deterministic", lambda device: calls.append(("deterministic", device)))
     threads = torch.get_num_threads()
     yield calls
     torch.set_num_threads(threads)  # a packed worker goes single-threaded; this test process does not
@@ -110,7 +110,7 @@ def test_the_unindexed_device_is_what_torch_refuses(fake_cuda):
 
 @pytest.mark.parametrize("requested", ["cuda", "cuda:0"])
 def test_a_packed_worker_caps_its_memory_on_an_indexed_device(fake_cuda, requested):
-    from benchmark.launchers import WorkerSettings, prepare_worker
+    from benchmark.engine.launchers.base import WorkerSettings, prepare_worker
 
     device = prepare_worker(WorkerSettings(requested, memory_fraction=0.25))
     assert device == torch.device("cuda", 0)
@@ -118,7 +118,7 @@ def test_a_packed_worker_caps_its_memory_on_an_indexed_device(fake_cuda, request
 
 
 def test_a_worker_alone_on_the_gpu_sets_no_cap(fake_cuda):
-    from benchmark.launchers import WorkerSettings, prepare_worker
+    from benchmark.engine.launchers.base import WorkerSettings, prepare_worker
 
     assert prepare_worker(WorkerSettings("cuda")) == torch.device("cuda", 0)
     assert fake_cuda == [("deterministic", torch.device("cuda", 0))]

@@ -10,12 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.batches import ArraySet
-from benchmark.budgets import get_budget
+from benchmark.engine.batches import ArraySet
+from benchmark.engine.budgets import get_budget
 from core.errors import BenchmarkError
-from benchmark.runner import Job, Sweep, is_done, run_job, run_sweep
-from benchmark.summary import build_summary, completed_job_dirs
-from benchmark.train import class_weights, predict, score_predictions, train
+from benchmark.engine.job import run_job
+from benchmark.engine.plan import Job, Sweep, is_done
+from benchmark.engine.sweep import run_sweep
+from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.summary import build_summary
+from benchmark.engine.train import class_weights, predict, score_predictions, train
 from models import create_model, list_models
 from models.base import ModelOutput, WBCModel
 from protocols import split as split_types
@@ -43,7 +46,7 @@ def test_class_weights_inverse_frequency_clipped_and_zero_for_absent():
 
 
 def test_same_seed_gives_identical_metrics_on_cpu(tmp_path, by_id):
-    (job, split), = _sweep(tmp_path / "a").plan()
+    (job, split), = _sweep(tmp_path / "a").plan().jobs
     a = run_job(job, split, by_id, tmp_path / "a", device=torch.device("cpu"), progress=False)
     b = run_job(job, split, by_id, tmp_path / "b", device=torch.device("cpu"), progress=False)
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
@@ -68,7 +71,7 @@ def test_job_id_depends_on_result_relevant_config_only(tmp_path):
 def test_a_sweep_stamps_the_crop_versions_of_its_datasets(tmp_path):
     from wbcdata.datasets import dataset_spec
 
-    (job, _), = _sweep(tmp_path).plan()
+    (job, _), = _sweep(tmp_path).plan().jobs
     assert job.config()["data_versions"] == {"synthetic": dataset_spec("synthetic").cache_version}
 
 
@@ -114,7 +117,7 @@ def test_nan_loss_stops_with_a_clear_error(by_domain):
 
 
 def test_job_failing_after_training_leaves_no_job_directory(tmp_path, by_id):
-    (job, split), = _sweep(tmp_path).plan()
+    (job, split), = _sweep(tmp_path).plan().jobs
     bad = split_types.TestTarget("bad", "x", split.targets[0].ids, {"kind": "sepia"})
     broken = dataclasses.replace(split, targets=split.targets + (bad,))
     with pytest.raises(BenchmarkError, match="unknown transform kind 'sepia'"):

@@ -6,10 +6,12 @@ import re
 
 import torch
 
-from benchmark.budgets import get_budget
-from benchmark.environment import LOCK_FILE, RECORDED_PACKAGES, env_id, environment_record, package_versions
-from benchmark.runner import Sweep, run_job
-from benchmark.summary import build_summary, environments
+from benchmark.engine.budgets import get_budget
+from benchmark.engine.environment import LOCK_FILE, RECORDED_PACKAGES, environment_record, package_versions
+from benchmark.record.jobs import env_id
+from benchmark.engine.job import run_job
+from benchmark.engine.plan import Sweep
+from benchmark.record.summary import build_summary, environments
 
 
 def _locked() -> dict[str, str]:
@@ -42,7 +44,7 @@ def test_env_id_ignores_the_commit_but_not_packages_or_threads():
 
 def test_a_job_records_the_installed_environment_and_the_summary_links_it(tmp_path, by_domain):
     by_id = {s.id: s for ss in by_domain.values() for s in ss}
-    (job, split), = Sweep("cross_stain_synthetic", ["classical"], [0], get_budget("smoke"), tmp_path).plan()
+    (job, split), = Sweep("cross_stain_synthetic", ["classical"], [0], get_budget("smoke"), tmp_path).plan().jobs
     job_dir = run_job(job, split, by_id, tmp_path, device=torch.device("cpu"), progress=False)
     rec = json.loads((job_dir / "config.json").read_text())["environment"]
     pins = _locked()

@@ -15,20 +15,23 @@ import pandas as pd
 import pytest
 import torch
 
-import benchmark.evaluate as evaluate_mod
-from benchmark.batches import ArraySet, to_batch
-from benchmark.budgets import get_budget
-from benchmark.checkpoint import (
+import benchmark.engine.evaluate as evaluate_mod
+from benchmark.engine.batches import ArraySet, to_batch
+from benchmark.engine.budgets import get_budget
+from benchmark.engine.checkpoint import (
     CHECKPOINT_FILE, WEIGHTS_FILE, load_checkpoint, restore_treatment, sha256_file, treatment_state, write_checkpoint,
 )
 from benchmark.cli import main
-from benchmark.evaluate import EVALUATIONS_DIR, evaluate_results, splits_by_hash
-from benchmark.runner import ENGINE_VERSION, Sweep, run_job, run_sweep, score_target
-from benchmark.hypotheses import evaluate_all, to_json
-from benchmark.summary import build_summary, completed_job_dirs
-from benchmark.tables import main_comparison, render_markdown
-from benchmark.train import seed_everything, train
-from benchmark.treatments import fit_treatment
+from benchmark.engine.evaluate import EVALUATIONS_DIR, evaluate_results, splits_by_hash
+from benchmark.engine.job import run_job, score_target
+from benchmark.engine.plan import ENGINE_VERSION, Sweep
+from benchmark.engine.sweep import run_sweep
+from benchmark.analysis.hypotheses import evaluate_all, to_json
+from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.summary import build_summary
+from benchmark.reports.tables import main_comparison, render_markdown
+from benchmark.engine.train import seed_everything, train
+from benchmark.engine.treatments import fit_treatment
 from core.errors import BenchmarkError
 from core.sample import CLASSES
 from core.study import REFERENCE_MODELS
@@ -120,7 +123,7 @@ def test_a_macenko_job_restores_its_normalizer_and_reproduces_its_results(by_dom
     import dataclasses
 
     sweep = Sweep(PROTOCOL, ["sg_cldff"], [0], get_budget("smoke"), tmp_path, sources=[SOURCE])
-    job, split = sweep.plan()[0]
+    job, split = sweep.plan().jobs[0]
     by_id = {s.id: s for ss in by_domain.values() for s in ss}
     job_dir = run_job(dataclasses.replace(job, treatment="macenko"), split, by_id, tmp_path, torch.device("cpu"),
                       progress=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.batches import ArraySet
-from benchmark.explain import can_explain, explain, saliency_consistency
-from benchmark.figures import explain_panel_figure
+from benchmark.engine.batches import ArraySet
+from benchmark.engine.explain import can_explain, explain, saliency_consistency
+from benchmark.reports.figures import explain_panel_figure
 from wbcdata.synthetic import load_synthetic
 from models import create_model
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.batches import ArraySet
-from benchmark.budgets import get_budget
+from benchmark.engine.batches import ArraySet
+from benchmark.engine.budgets import get_budget
 from core.errors import BenchmarkError
-from benchmark.tables import IOU_FLOOR
-from benchmark.train import predict, score_predictions, train
+from benchmark.reports.tables import IOU_FLOOR
+from benchmark.engine.train import predict, score_predictions, train
 from models.registry import create_model, list_models
 from core.study import REFERENCE_MODELS
 

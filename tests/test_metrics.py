@@ -10,7 +10,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, 
 
 from core.sample import CLASSES
 from core.errors import BenchmarkError
-from benchmark.metrics import (
+from benchmark.record.metrics import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
     SEGMENTATION_METRICS,

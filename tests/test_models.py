@@ -297,7 +297,7 @@ def test_class_weights_change_the_classification_loss() -> None:
 def test_swin_stage_is_one_global_window_at_the_cpu_size_and_shifted_windows_at_cpu128():
     """The regime question of the cpu budget: at 64 px F3 is 4x4, one window, no shift; the
     cpu128 budget gives F3 8x8 with 2x2 windows, the second block shifted."""
-    from benchmark.budgets import get_budget
+    from benchmark.engine.budgets import get_budget
 
     def windows(size: int) -> list[tuple]:
         blocks = create_model("sg_cldff", img_size=size).backbone.stage3.blocks

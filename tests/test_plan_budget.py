@@ -76,7 +76,7 @@ def one_thread():
 
 
 def test_every_registered_model_gets_a_row(one_thread):
-    from benchmark.budgets import get_budget
+    from benchmark.engine.budgets import get_budget
     from models.registry import list_models
 
     names = list_models()

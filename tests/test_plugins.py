@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.budgets import get_budget
+from benchmark.engine.budgets import get_budget
 from benchmark.cli import main
-from benchmark.runner import Job
+from benchmark.engine.plan import Job
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "wbc_example_plugin"

@@ -16,10 +16,13 @@ import pandas as pd
 import pytest
 import ray  # noqa: F401 - the launcher's extra is part of `make install`: CI must have it
 
-from benchmark.budgets import get_budget
-from benchmark.ray_launcher import check_shared_folder, import_ray
-from benchmark.runner import Sweep, pid_alive, run_sweep
-from benchmark.summary import build_summary, completed_job_dirs
+from benchmark.engine.budgets import get_budget
+from benchmark.engine.launchers.ray import check_shared_folder, import_ray
+from benchmark.engine.lockfile import pid_alive
+from benchmark.engine.plan import Sweep
+from benchmark.engine.sweep import run_sweep
+from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.summary import build_summary
 from core.errors import BenchmarkError
 from core.study import REFERENCE_MODELS
 
@@ -88,7 +91,7 @@ def test_a_ray_worker_killed_mid_job_is_retried_and_nothing_is_lost(tmp_path, lo
 
 def test_a_local_ray_instance_listens_on_loopback_with_token_authentication(tmp_path):
     script = ("import json, torch\n"
-              "from benchmark.ray_launcher import import_ray, start\n"
+              "from benchmark.engine.launchers.ray import import_ray, start\n"
               "ray = import_ray(local=True)\n"
               "start(ray, None, 1, torch.device('cpu'))\n"
               "import os\n"
@@ -145,16 +148,16 @@ def test_a_results_folder_a_node_cannot_see_is_refused_naming_the_node(tmp_path)
 
 
 def test_failed_jobs_are_listed_at_the_end_and_the_others_finish(tmp_path, monkeypatch):
-    import benchmark.runner as runner
+    import benchmark.engine.launchers.local as local
 
-    real = runner.run_job
+    real = local.run_job
 
     def flaky(job, *args, **kwargs):
         if job.model == "constant_mask":
             raise BenchmarkError("non-finite loss nan at epoch 0 step 0 (test)")
         return real(job, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "run_job", flaky)
+    monkeypatch.setattr(local, "run_job", flaky)
     log: list[str] = []
     sweep = Sweep(PROTOCOL, ["majority_class", "constant_mask"], [0], get_budget("smoke"), tmp_path)
     with pytest.raises(BenchmarkError, match=r"(?s)1 of 2 job\(s\) failed.*constant_mask.*non-finite loss"):

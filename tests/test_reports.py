@@ -17,13 +17,15 @@ import pandas as pd
 import pytest
 
 from core.errors import BenchmarkError
-from benchmark.figures import write_png, iou_severity_figure, job_predictions
-from benchmark.claims import claims_tables
-from benchmark.hypotheses import HYPOTHESES, NOT_EVALUATED, PRIMARY, TREATED, evaluate_all, main_hypotheses, \
-    render_markdown
-from benchmark.stats import RULED_OUT, SUPPORTED, UNDECIDED, holm
-from benchmark.summary import build_summary, completed_job_dirs, main_report, read_summary, write_summary
-from benchmark.tables import build_tables, main_comparison, per_domain, render_markdown as tables_markdown
+from benchmark.reports.figures import write_png, iou_severity_figure, job_predictions
+from benchmark.reports.claims import claims_tables
+from benchmark.analysis.hypotheses import HYPOTHESES, NOT_EVALUATED, PRIMARY, TREATED, evaluate_all
+from benchmark.reports.hypotheses import main_hypotheses, render_markdown
+from benchmark.analysis.stats import RULED_OUT, SUPPORTED, UNDECIDED, holm
+from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.summary import build_summary, read_summary, write_summary
+from benchmark.reports.report import main_report
+from benchmark.reports.tables import build_tables, main_comparison, per_domain, render_markdown as tables_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "results_tiny"

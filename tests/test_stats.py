@@ -7,7 +7,7 @@ from scipy import stats
 from statsmodels.stats.power import TTestPower
 
 from core.errors import BenchmarkError
-from benchmark.stats import (
+from benchmark.analysis.stats import (
     MAX_SEEDS,
     RULED_OUT,
     SUPPORTED,

@@ -19,11 +19,12 @@ import pytest
 import torch
 
 from benchmark import targets as targets_module
-from benchmark.budgets import get_budget
-from benchmark.fingerprint import split_fingerprint
-from benchmark.lockfile import STALE_LOCK_S
-from benchmark.runner import Sweep, run_job
-from benchmark.targets import TargetBuilder
+from benchmark.engine.budgets import get_budget
+from benchmark.engine.fingerprint import split_fingerprint
+from benchmark.engine.lockfile import STALE_LOCK_S
+from benchmark.engine.job import run_job
+from benchmark.engine.plan import Sweep
+from benchmark.engine.targets import TargetBuilder
 from protocols.resolve import resolve_splits
 from protocols.split import Split
 from wbcdata import stain
@@ -112,7 +113,7 @@ def test_a_second_job_on_the_split_reads_the_cache(by_domain, tmp_path, monkeypa
     by_id = {s.id: s for ss in by_domain.values() for s in ss}
     dirs, counts = [], []
     for run in ("a", "b"):
-        (job, split), = Sweep(PROTOCOL, ["constant_mask"], [0], get_budget("smoke"), tmp_path / run).plan()
+        (job, split), = Sweep(PROTOCOL, ["constant_mask"], [0], get_budget("smoke"), tmp_path / run).plan().jobs
         dirs.append(run_job(job, split, by_id, tmp_path / run, device=torch.device("cpu"), progress=False))
         counts.append(dict(calls))
         calls.update(profile=0, transform=0, fingerprint=0)
@@ -227,7 +228,7 @@ def test_the_key_names_the_split_the_data_versions_and_the_image_size(split, ful
               TargetBuilder(split, by_id, {"synthetic": "another crop version"}).cache_key(),
               TargetBuilder(split, small).cache_key()]
     assert len({key, *others}) == 5
-    (job, planned), = Sweep(PROTOCOL, ["constant_mask"], [0], get_budget("smoke"), tmp_path).plan()
+    (job, planned), = Sweep(PROTOCOL, ["constant_mask"], [0], get_budget("smoke"), tmp_path).plan().jobs
     assert TargetBuilder(planned, by_id, job.data_versions).cache_key() == TargetBuilder(planned, by_id).cache_key(), \
         "a builder made without the job's data_versions (launch_local's) must share the job's cache file"
 

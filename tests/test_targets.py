@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.summary import build_summary, completed_job_dirs, read_summary, write_summary
-from benchmark.tables import build_tables
-from benchmark.targets import TargetBuilder
+from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.summary import build_summary, read_summary, write_summary
+from benchmark.reports.tables import build_tables
+from benchmark.engine.targets import TargetBuilder
 from core.errors import BenchmarkError
 from protocols.resolve import resolve_splits
 from protocols.split import Split, targets_for_kind
@@ -206,7 +207,7 @@ def _prefix_literals(path: Path) -> list[str]:
 def test_no_module_reads_or_spells_a_kind_in_a_target_name():
     """Target names are labels: kind, parameters and severity live in ``transform`` and in the
     summary's columns, and names are made in one place (``protocols.split.targets_for_kind``). The
-    one reader of old names, ``benchmark.summary.legacy_transform``, never spells a prefix out."""
+    one reader of old names, ``benchmark.record.jobs.legacy_transform``, never spells a prefix out."""
     found = [hit for pkg in ("core", "wbcdata", "models", "protocols", "benchmark")
              for p in sorted((ROOT / pkg).rglob("*.py")) for hit in _prefix_literals(p)]
     assert found == []
@@ -278,7 +279,7 @@ def test_committed_tables_rebuild_from_their_summary(folder):
 
 
 def test_the_explanation_panel_keeps_the_strongest_severity_of_each_kind(fixture_summary):
-    from benchmark.figures import panel_targets
+    from benchmark.reports.figures import panel_targets
 
     of = lambda protocol: fixture_summary[fixture_summary["protocol"] == protocol]  # noqa: E731
     assert panel_targets(of("cross_stain")) == ["in_domain", "restain:a", "hed:0.3"]

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from wbcdata import stain
-from benchmark.budgets import get_budget
+from benchmark.engine.budgets import get_budget
 from core.errors import BenchmarkError
-from benchmark.runner import Job, Sweep, run_job
-from benchmark.treatments import (
-    NO_TREATMENT, RANDSTAINNA_STD_HYPER, TREATMENTS, fit_treatment, lab_channel_stats, list_treatments, reinhard_lab,
-)
+from benchmark.engine.job import run_job
+from benchmark.engine.plan import Job, Sweep
+from benchmark.engine.treatments import RANDSTAINNA_STD_HYPER, TREATMENTS, fit_treatment, lab_channel_stats, list_treatments, reinhard_lab
+from benchmark.record.vocabulary import NO_TREATMENT
 
 PROTOCOL = "cross_stain_synthetic"
 SMOKE = get_budget("smoke")
@@ -126,7 +126,7 @@ def test_treatment_is_in_the_job_id_and_name():
 
 def test_sweep_crosses_models_with_treatments_and_checks_names(tmp_path):
     sweep = Sweep(PROTOCOL, ["sg_cldff", "unet"], [0], SMOKE, tmp_path, treatments=["none", "macenko"])
-    jobs = sweep.plan()
+    jobs = sweep.plan().jobs
     assert sorted((j.model, j.treatment) for j, _ in jobs) == [
         ("sg_cldff", "macenko"), ("sg_cldff", "none"), ("unet", "macenko"), ("unet", "none")]
     with pytest.raises(BenchmarkError, match="unknown treatment 'stainnet'"):
@@ -137,7 +137,7 @@ def test_sweep_crosses_models_with_treatments_and_checks_names(tmp_path):
 
 def test_sources_filter_and_unknown_source(tmp_path):
     sweep = Sweep("cross_dataset_synthetic", ["unet"], [0], SMOKE, tmp_path, sources=["synth_rapid"])
-    assert {j.source for j, _ in sweep.plan()} == {"synth_rapid"}
+    assert {j.source for j, _ in sweep.plan().jobs} == {"synth_rapid"}
     with pytest.raises(BenchmarkError, match="has no source synth_x; its sources: "):
         Sweep("cross_dataset_synthetic", ["unet"], [0], SMOKE, tmp_path, sources=["synth_x"]).plan()
 
@@ -153,7 +153,7 @@ def test_models_without_a_head_for_the_source_task_are_not_planned(tmp_path):
 def test_every_treatment_runs_as_a_job_and_is_recorded(name, tmp_path, by_domain):
     """Registry-driven: each treatment through the real runner (smoke budget, one U-Net job)."""
     by_id = {s.id: s for ss in by_domain.values() for s in ss}
-    (job, split), = Sweep(PROTOCOL, ["unet"], [0], SMOKE, tmp_path, treatments=[name]).plan()
+    (job, split), = Sweep(PROTOCOL, ["unet"], [0], SMOKE, tmp_path, treatments=[name]).plan().jobs
     job_dir = run_job(job, split, by_id, tmp_path, device=torch.device("cpu"), progress=False)
     assert job_dir.name.startswith("unet__" if name == NO_TREATMENT else f"unet+{name}__")
     assert json.loads((job_dir / "config.json").read_text())["treatment"] == name

@@ -12,9 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.budgets import get_budget
-from benchmark.runner import Sweep, pid_alive, run_sweep
-from benchmark.summary import build_summary, completed_job_dirs
+from benchmark.engine.budgets import get_budget
+from benchmark.engine.lockfile import pid_alive
+from benchmark.engine.plan import Sweep
+from benchmark.engine.sweep import run_sweep
+from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.summary import build_summary
 from core.study import REFERENCE_MODELS
 
 PROTOCOL = "cross_stain_synthetic"

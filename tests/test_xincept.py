@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.errors import BenchmarkError
-from benchmark.explain import can_explain
+from benchmark.engine.explain import can_explain
 from models.registry import create_model
 from test_models import K, SIZE, toy_batch  # pytest puts tests/ on sys.path (no __init__.py)
 

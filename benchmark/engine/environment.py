@@ -10,7 +10,6 @@ otherwise they agree statistically at best (README "Reproducing the numbers").
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import subprocess
 from functools import lru_cache
@@ -64,7 +63,7 @@ def gpu_runtime() -> dict[str, str | bool | None]:
     once per process (``nvidia-smi`` is not asked again for every job)."""
     import torch
 
-    from benchmark.devices import mps_active
+    from benchmark.engine.devices import mps_active
 
     try:
         done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
@@ -119,10 +118,3 @@ def environment_record(threads: int | None = None) -> dict:
         "lock": lock_digest(),
         "code": code_commit(),
     }
-
-
-def env_id(record: dict) -> str:
-    """Short hash of what decides bit-identity: packages, python, platform, processor, threads, lock."""
-    keep = {k: v for k, v in record.items() if k != "code"}
-    blob = json.dumps(keep, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]

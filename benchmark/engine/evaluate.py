@@ -1,5 +1,5 @@
 """``python -m benchmark evaluate``: score the finished jobs of a results folder on new targets
-without retraining, from the weights each job saved (``benchmark.checkpoint``).
+without retraining, from the weights each job saved (``benchmark.engine.checkpoint``).
 
 A target name is either
 
@@ -36,14 +36,17 @@ from urllib.parse import quote
 
 import torch
 
-from benchmark.atomic import write_json
-from benchmark.checkpoint import JobRefused, load_checkpoint
-from benchmark.environment import environment_record
-from benchmark.runner import CPU_THREADS_PER_JOB, ENGINE_VERSION, pid_alive, score_target
-from benchmark.summary import EVALUATIONS_DIR, evaluated_targets, main_report, read_json, require_jobs
-from benchmark.targets import TargetBuilder
-from benchmark.devices import make_deterministic, resolve_device
-from benchmark.treatments import treatment_record
+from benchmark.record.atomic import write_json
+from benchmark.engine.checkpoint import JobRefused, load_checkpoint
+from benchmark.engine.environment import environment_record
+from benchmark.engine.job import CPU_THREADS_PER_JOB, score_target
+from benchmark.engine.lockfile import pid_alive
+from benchmark.engine.plan import ENGINE_VERSION
+from benchmark.record.jobs import evaluated_targets, read_json, require_jobs
+from benchmark.record.vocabulary import EVALUATIONS_DIR
+from benchmark.engine.targets import TargetBuilder
+from benchmark.engine.devices import make_deterministic, resolve_device
+from benchmark.engine.treatments import treatment_record
 from core.errors import BenchmarkError
 from core.sample import Sample
 from protocols.split import Split, TestTarget, read_manifest, targets_for_kind
@@ -294,22 +297,3 @@ def evaluate_results(out_dir: Path, names: list[str], workers: int = 1, device: 
         for i, fut in enumerate(as_completed(futures), 1):
             report(i, fut.result())
     return run
-
-
-def main_evaluate(out_dir: Path, names: list[str], workers: int = 1, device: str | None = None) -> int:
-    """``evaluate``: score, print what was refused and why, rebuild the report. A BenchmarkError
-    (exit status 2) when nothing could be scored or when a requested target no job can score."""
-    out_dir = Path(out_dir)
-    run = evaluate_results(out_dir, names, workers, device)
-    refusals = "\n".join(f"  {job} [{'every target' if t == '*' else t}]: {why}" for job, t, why in run.refused)
-    if not run.scored and not run.skipped:
-        raise BenchmarkError(f"nothing in {out_dir} could be scored on {', '.join(names)}; refused:\n{refusals}")
-    if run.refused:
-        print(f"refused {len(run.refused)} (job, target) pair(s):\n{refusals}")
-    print(f"scored {len(run.scored)} (job, target) pair(s), {len(run.skipped)} already scored")
-    main_report(out_dir)
-    uncovered = [n for n in names if not run.covered(n)]
-    if uncovered:
-        raise BenchmarkError(f"no job could score target(s) {', '.join(uncovered)} (reasons above); "
-                             f"the other targets were scored and the report rebuilt")
-    return 0

@@ -15,8 +15,6 @@ budget) group; rows are sorted first, so the output does not depend on the row o
 """
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.atomic import write_text
-from benchmark.metrics import LOWER_IS_BETTER
-from benchmark.summary import IN_DOMAIN, NO_SHIFT, NO_TREATMENT, canonical
-from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
+from benchmark.analysis.selection import (graded_kinds, groups, model_sort_key, ordered_displays, ordered_targets,
+                                          protocol_targets, severity_levels)
+from benchmark.record.atomic import write_text
+from benchmark.record.metrics import LOWER_IS_BETTER
+from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT
+from core.study import SG_CLDFF_VARIANTS
 from wbcdata.target_kinds import severity_text
 
 NO_DATA = "—"
@@ -194,64 +194,6 @@ def render_latex(tables: list[Table]) -> str:
     return "\n".join(parts)
 
 
-# ---- ordering -------------------------------------------------------------------------------
-
-def model_sort_key(model: str, treatment: str) -> tuple:
-    """SG-CLDFF variants first in their paper order, then the others by name; untreated first;
-    the floors (``REFERENCE_MODELS``) last, in their listed order, as the reference rows."""
-    rank = SG_CLDFF_VARIANTS.index(model) if model in SG_CLDFF_VARIANTS else len(SG_CLDFF_VARIANTS)
-    floor = REFERENCE_MODELS.index(model) if model in REFERENCE_MODELS else -1
-    return (floor, treatment != NO_TREATMENT, treatment, rank, model)
-
-
-def ordered_displays(df: pd.DataFrame) -> list[str]:
-    pairs = df[["display", "model", "treatment"]].drop_duplicates()
-    pairs = sorted(pairs.itertuples(index=False), key=lambda p: model_sort_key(p.model, p.treatment))
-    return [p.display for p in pairs]
-
-
-def target_sort_key(name: str, kind: str, severity: float) -> tuple:
-    """in_domain; then per-domain kinds (re-stains) by name; then graded kinds by kind and
-    severity ascending; then untouched other domains."""
-    if name == IN_DOMAIN:
-        return (0, "", 0.0, name)
-    if kind == NO_SHIFT:
-        return (3, "", 0.0, name)
-    if math.isnan(severity):
-        return (1, kind, 0.0, name)
-    return (2, kind, severity, name)
-
-
-def ordered_targets(df: pd.DataFrame) -> list[str]:
-    first = df.groupby("target")[["target_kind", "severity"]].first()
-    return sorted(first.index, key=lambda t: target_sort_key(t, first.at[t, "target_kind"],
-                                                             float(first.at[t, "severity"])))
-
-
-def graded_kinds(df: pd.DataFrame) -> list[str]:
-    """Target kinds with a severity axis in ``df`` (per-domain kinds such as re-staining have none)."""
-    rows = df[(df["target_kind"] != NO_SHIFT) & df["severity"].notna()]
-    return sorted(rows["target_kind"].unique())
-
-
-def severity_levels(df: pd.DataFrame, kind: str) -> list[tuple[float, str]]:
-    """(severity, label) of ``kind``'s targets ascending; the label adds the parameters where they
-    are not the severity itself (``2 (quality=70)``; HED's ``0.1`` is its parameter)."""
-    rows = df[df["target_kind"] == kind].drop_duplicates("severity").sort_values("severity")
-    out = []
-    for s, params in zip(rows["severity"], rows["target_params"]):
-        shown = {k: v for k, v in json.loads(params).items() if not (k == "severity" and v == s)}
-        text = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in shown.items())
-        out.append((float(s), f"{s:g} ({text})" if text else f"{s:g}"))
-    return out
-
-
-def groups(df: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
-    """(protocol, budget, rows) per experiment, sorted; rows in canonical order."""
-    df = canonical(df)
-    return [(p, b, g) for (p, b), g in df.groupby(["protocol", "budget"], sort=True)]
-
-
 def _group_title(protocol: str, budget: str, g: pd.DataFrame) -> str:
     sources = sorted(g["source"].unique())
     return f"Protocol {protocol}, budget {budget}, source{'s' if len(sources) > 1 else ''} {', '.join(sources)}."
@@ -262,12 +204,6 @@ def _label(kind: str, protocol: str, budget: str) -> str:
 
 
 # ---- the tables -----------------------------------------------------------------------------
-
-def protocol_targets(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the protocol's own targets: what its shifted means and verdicts are over (targets
-    that ``evaluate`` added later are listed per domain and per severity only)."""
-    return df[~df["evaluated"]]
-
 
 def main_comparison(df: pd.DataFrame) -> list[Table]:
     """Paper Table 2: accuracy, macro-F1, AUC, IoU in-domain and averaged over shifted targets, and
@@ -342,7 +278,7 @@ def _source_rows(g: pd.DataFrame) -> list[tuple[str, str]]:
 
 def per_domain(df: pd.DataFrame, metric: str, name: str) -> list[Table]:
     """Score on every target (domain) and the worst one, per model and source; the worst is the
-    highest mean for a metric in :data:`~benchmark.metrics.LOWER_IS_BETTER`."""
+    highest mean for a metric in :data:`~benchmark.record.metrics.LOWER_IS_BETTER`."""
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     tables = []
     for protocol, budget, g in groups(df):

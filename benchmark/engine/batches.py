@@ -3,7 +3,7 @@
 Crops are small and already resized to the budget size when loaded, so a whole split fits in
 device memory as uint8 tensors (a few hundred 224 px crops are ~50 MB): each job uploads its
 training and validation sets once, and every batch is gathered, converted and augmented on the
-device (:mod:`benchmark.augment`), so a GPU is never fed by a CPU core image by image.
+device (:mod:`benchmark.engine.augment`), so a GPU is never fed by a CPU core image by image.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from benchmark.augment import PaperAugment
+from benchmark.engine.augment import PaperAugment
 from core.sample import Sample
 from core.errors import BenchmarkError
 

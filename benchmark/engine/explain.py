@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam
 
-from benchmark.batches import ArraySet, TensorSet, eval_batches
+from benchmark.engine.batches import ArraySet, TensorSet, eval_batches
 from models.base import WBCModel
 
 

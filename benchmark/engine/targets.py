@@ -10,7 +10,7 @@ is seeded by (split seed, sample id, severity), so every model of a seed sees th
 A split's transformed images, the stain profiles they used and its dataset fingerprint are the same
 for every model of the split, so they are built once and cached on disk (``<data dir>/target_cache``,
 one ``.npz`` per split, keyed by :meth:`TargetBuilder.cache_key`) for every later job, worker
-process and run: one process builds while the others wait for its file (:mod:`benchmark.lockfile`).
+process and run: one process builds while the others wait for its file (:mod:`benchmark.engine.lockfile`).
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.fingerprint import split_fingerprint
-from benchmark.lockfile import try_lock, unlock
+from benchmark.engine.fingerprint import split_fingerprint
+from benchmark.engine.lockfile import try_lock, unlock
 from core.errors import BenchmarkError
 from core.sample import Sample
 from protocols.split import Split, TestTarget
@@ -44,7 +44,7 @@ code the key does not hash (:func:`_code_digest`)."""
 POLL_S = 0.2
 """How often a process waiting for another one's cache file looks for it."""
 
-CODE_MODULES = ("benchmark.targets", "benchmark.fingerprint", "wbcdata.stain", "wbcdata.acquisition", "wbcdata.crops")
+CODE_MODULES = ("benchmark.engine.targets", "benchmark.engine.fingerprint", "wbcdata.stain", "wbcdata.acquisition", "wbcdata.crops")
 """What builds the cached images and fingerprint besides the kinds' own modules: an edit to them makes
 a new cache file rather than reusing one built by the old code."""
 
@@ -85,7 +85,7 @@ class TargetBuilder:
         return self._samples[target.name]
 
     def fingerprint(self) -> dict:
-        """The split's dataset fingerprint (:func:`benchmark.fingerprint.split_fingerprint`), cached with its targets."""
+        """The split's dataset fingerprint (:func:`benchmark.engine.fingerprint.split_fingerprint`), cached with its targets."""
         if self._cached():
             self._realize()
         if self._fingerprint is None:

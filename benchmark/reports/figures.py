@@ -32,9 +32,11 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from core.sample import CLASSES
 from core.errors import BenchmarkError
-from benchmark.metrics import rle_to_mask, segmentation_metrics
-from benchmark.summary import IN_DOMAIN, NO_TREATMENT, display_name, read_json, require_jobs
-from benchmark.tables import graded_kinds, groups, ordered_displays, ordered_targets, seed_values, severity_levels
+from benchmark.record.metrics import rle_to_mask, segmentation_metrics
+from benchmark.record.jobs import read_json, require_jobs
+from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT, display_name
+from benchmark.analysis.selection import graded_kinds, groups, ordered_displays, ordered_targets, severity_levels
+from benchmark.reports.tables import seed_values
 from wbcdata.target_kinds import severity_text
 
 DPI = 100

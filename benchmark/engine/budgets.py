@@ -36,7 +36,7 @@ class Budget:
     """Cap on training images per epoch (a deterministic subset); None uses them all."""
     selection: str = "best"
     """Which epoch's weights are kept: ``best`` validation score (early stopping at ``patience``),
-    or ``last`` (the end of a fixed schedule; see ``benchmark.train``)."""
+    or ``last`` (the end of a fixed schedule; see ``benchmark.engine.train``)."""
 
     def __post_init__(self) -> None:
         if self.selection not in SELECTIONS:

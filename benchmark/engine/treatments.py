@@ -34,10 +34,10 @@ import cv2
 import numpy as np
 
 from wbcdata import stain
-from benchmark.batches import ImageAugment
+from benchmark.engine.batches import ImageAugment
 from core.errors import BenchmarkError
 from core.registry import Registry
-from benchmark.summary import NO_TREATMENT
+from benchmark.record.vocabulary import NO_TREATMENT
 
 HED_TRAIN_SEVERITY = 0.2
 """Training jitter: alpha in [0.8, 1.2], beta in [-0.1, 0.1] OD. Between Tellez's HED-light (0.05)

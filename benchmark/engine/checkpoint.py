@@ -1,5 +1,5 @@
 """Job checkpoints: a finished job's selected weights and everything that rebuilds the model and its
-test-time stain treatment, so that ``benchmark.evaluate`` can score the job on new targets without
+test-time stain treatment, so that ``benchmark.engine.evaluate`` can score the job on new targets without
 retraining.
 
 Two files in the job directory, written before ``done``:
@@ -27,9 +27,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from benchmark.atomic import write_json
-from benchmark.batches import ArraySet, to_batch
-from benchmark.treatments import FittedTreatment, _MacenkoNormalizer
+from benchmark.record.atomic import write_json
+from benchmark.engine.batches import ArraySet, to_batch
+from benchmark.engine.treatments import FittedTreatment, _MacenkoNormalizer
 from core.errors import BenchmarkError
 from core.sample import CLASSES
 from models import create_model

@@ -1,8 +1,7 @@
 """Provenance: every dataset behind a results folder, with its version, licence, citation and source.
 
-``run`` records each dataset it loads, once per version, as ``<out>/datasets/<name>@<version>.json``
-(a user folder may be gone or renamed by the time of the report), and so does ``report`` for a dataset
-only ``evaluate`` added; ``report`` lists every dataset the completed jobs used (their ``config.json``
+``run`` records each dataset it loads, once per version (``benchmark.record.datasets``), and so does
+``report`` for a dataset only ``evaluate`` added; ``report`` lists every dataset the completed jobs used (their ``config.json``
 and each ``evaluations/<target>.json`` name it with its crop-cache version, which for a user folder is
 a checksum of its files) in ``datasets.json`` and ``datasets.md``, so whoever reads the tables sees
 what data they come from and under which terms it may be used.
@@ -13,53 +12,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from benchmark.atomic import write_json, write_text
-from benchmark.summary import EVALUATIONS_DIR, completed_job_dirs, read_json
-from core.errors import BenchmarkError
+from benchmark.record.atomic import write_json, write_text
+from benchmark.record.datasets import record_datasets, record_path
+from benchmark.record.jobs import Evaluation, JobConfig, completed_job_dirs, evaluation_files
 from wbcdata.datasets import dataset_spec, list_datasets
-from wbcdata.fetch import DATASET_ARCHIVES, load_manifest
-from wbcdata.user import label_report, read_descriptor
-
-RECORDS_DIR = "datasets"
-
-
-def _archives(name: str) -> list[dict]:
-    """Public source of a fetched dataset: each archive's URL, commit and SHA-256 (wbcdata/manifest.json)."""
-    archives = load_manifest()["archives"]
-    return [{"url": archives[k]["url"], "commit": archives[k]["commit"], "sha256": archives[k]["sha256"]}
-            for k in DATASET_ARCHIVES.get(name, ()) if k in archives]
-
-
-def dataset_record(name: str) -> dict:
-    """What a report says about a registered dataset, as loaded in this process."""
-    spec = dataset_spec(name)
-    record = {"name": name, "version": spec.cache_version, "domains": list(spec.domains),
-              "description": spec.description, "licence": spec.licence, "citation": spec.citation, "url": spec.url}
-    if spec.fetched:
-        record["origin"] = "fetched"
-        record["archives"] = _archives(name)
-        record["url"] = record["url"] or ", ".join(a["url"] for a in record["archives"])
-    elif spec.path:
-        desc = read_descriptor(Path(spec.path), name)
-        record.update(origin="user folder", path=spec.path,
-                      mask_encoding=desc.fmt.mask_values or "default (codes 0/1/2, or grey 0/128/255)",
-                      class_map=desc.fmt.class_map, labels=label_report(desc))
-    else:
-        module = getattr(spec.loader, "__module__", "?")
-        record["origin"] = "built-in" if module.startswith("wbcdata.") else f"plugin ({module})"
-    return record
-
-
-def _record_path(out_dir: Path, name: str, version: str) -> Path:
-    return Path(out_dir) / RECORDS_DIR / f"{name}@{version}.json"
-
-
-def record_datasets(out_dir: Path, versions: dict[str, str]) -> None:
-    """Write the record of each dataset a sweep loads (name -> crop-cache version), once per version."""
-    for name, version in versions.items():
-        path = _record_path(out_dir, name, version)
-        if not path.exists():
-            write_json(path, dataset_record(name))
 
 
 def _used(out_dir: Path) -> Counter:
@@ -67,10 +23,8 @@ def _used(out_dir: Path) -> Counter:
     used: Counter = Counter()
     for job in completed_job_dirs(out_dir):
         seen: set[tuple[str, str]] = set()
-        for path in [job / "config.json", *sorted((job / EVALUATIONS_DIR).glob("[!.]*.json"))]:
-            versions = read_json(path).get("data_versions") or {}
-            if not isinstance(versions, dict):
-                raise BenchmarkError(f"{path}: 'data_versions' must be an object, got {versions!r}")
+        for versions in [JobConfig.read(job).data_versions,
+                         *(Evaluation.read(p).data_versions for p in evaluation_files(job))]:
             seen.update((str(n), str(v)) for n, v in versions.items())
         used.update(seen)
     return used
@@ -82,7 +36,7 @@ def provenance(out_dir: Path) -> list[dict]:
     else a stub that says so."""
     records = []
     for (name, version), jobs in sorted(_used(out_dir).items()):
-        path = _record_path(out_dir, name, version)
+        path = record_path(out_dir, name, version)
         if not path.exists() and name in list_datasets() and dataset_spec(name).cache_version == version:
             record_datasets(out_dir, {name: version})
         if path.exists():

@@ -1,4 +1,4 @@
-"""The Ray launcher (``--launcher ray``): each job is a Ray task with its CPU and GPU request; a
+"""The ``ray`` launcher (``--launcher ray``): each job is a Ray task with its CPU and GPU request; a
 fractional GPU request packs several jobs onto one device. Ray schedules, retries and moves the
 jobs; the harness keeps what makes a result a result (job hash, ``done`` marker, atomic folders).
 
@@ -22,16 +22,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from benchmark.launchers import Outcome, WorkerSettings, describe_error, run_in_worker
+from benchmark.engine.launchers.base import (LaunchRequest, Outcome, WorkerSettings, describe_error,
+                                             register_launcher, run_in_worker)
 from core.errors import BenchmarkError
-from protocols.split import Split
-
-if TYPE_CHECKING:
-    from benchmark.runner import Job, Sweep
 
 MAX_RETRIES = 2
 """Reruns of a job whose worker or node died (or that hit an OSError) before it is reported failed."""
@@ -111,10 +107,13 @@ def check_shared_folder(ray, out_dir: Path) -> None:
                              f"same path (docs/cluster.md)")
 
 
-def launch_ray(todo: list[tuple["Job", Split]], sweep: "Sweep", settings: WorkerSettings, workers: int,
-               address: str | None) -> Iterator[Outcome]:
+@register_launcher("ray", description="one Ray task per job, on a local Ray instance or the cluster at --ray-address")
+def launch_ray(request: LaunchRequest) -> Iterator[Outcome]:
     """Submit every job as a Ray task (1 CPU; on CUDA ``settings.memory_fraction`` of a GPU) and
     yield the outcomes as tasks finish. The local instance, if started here, is shut down after."""
+    settings, address = request.settings, request.address
+    if not request.todo:
+        return
     device = torch.device(settings.device)
     if address and device.type == "cuda" and device.index not in (None, 0):  # cuda is cuda:0 once resolved
         raise BenchmarkError(f"--device {settings.device} with --launcher ray: Ray assigns each task its GPU; "
@@ -122,28 +121,33 @@ def launch_ray(todo: list[tuple["Job", Split]], sweep: "Sweep", settings: Worker
     ray = import_ray(local=not address)
     started_here = not ray.is_initialized()
     if started_here:
-        start(ray, address, workers, device)
+        start(ray, address, request.workers, device)
     try:
-        out_dir = sweep.out_dir.resolve()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        check_shared_folder(ray, out_dir)
-        gpus = (settings.memory_fraction or 1.0) if device.type == "cuda" else 0
-        task = ray.remote(run_in_worker).options(
-            num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES, retry_exceptions=[OSError])
-        worker_settings = WorkerSettings("cuda" if device.type == "cuda" else "cpu", settings.memory_fraction)
-        extension = sweep.extension()
-        pending = {task.remote(job, split, sweep.protocol, out_dir, extension, worker_settings): job
-                   for job, split in todo}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                job = pending.pop(ref)
-                try:
-                    yield Outcome(job, Path(ray.get(ref)))
-                except ray.exceptions.RayTaskError as e:
-                    yield Outcome(job, None, describe_error(e.cause if e.cause is not None else e))
-                except ray.exceptions.RayError as e:  # the worker or node died more often than MAX_RETRIES
-                    yield Outcome(job, None, f"{type(e).__name__} after {MAX_RETRIES} retries: {e}")
+        yield from _submit(ray, request)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _submit(ray, request: LaunchRequest) -> Iterator[Outcome]:
+    plan, settings = request.plan, request.settings
+    device = torch.device(settings.device)
+    out_dir = plan.sweep.out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_shared_folder(ray, out_dir)
+    gpus = (settings.memory_fraction or 1.0) if device.type == "cuda" else 0
+    task = ray.remote(run_in_worker).options(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES,
+                                             retry_exceptions=[OSError])
+    worker_settings = WorkerSettings("cuda" if device.type == "cuda" else "cpu", settings.memory_fraction)
+    pending = {task.remote(job, split, plan.sweep.protocol, out_dir, plan.extension, worker_settings): job
+               for job, split in request.todo}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            job = pending.pop(ref)
+            try:
+                yield Outcome(job, Path(ray.get(ref)))
+            except ray.exceptions.RayTaskError as e:
+                yield Outcome(job, None, describe_error(e.cause if e.cause is not None else e))
+            except ray.exceptions.RayError as e:  # the worker or node died more often than MAX_RETRIES
+                yield Outcome(job, None, f"{type(e).__name__} after {MAX_RETRIES} retries: {e}")

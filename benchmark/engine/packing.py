@@ -1,4 +1,4 @@
-"""How many jobs of a sweep share one GPU (``benchmark.devices.jobs_per_gpu``), from the peak memory
+"""How many jobs of a sweep share one GPU (``benchmark.engine.devices.jobs_per_gpu``), from the peak memory
 the sweep's jobs measured: recorded by finished jobs of the same budget in the results folder, or,
 before any has run, probed with one training step of each model at the budget's batch and size.
 """
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
-from benchmark.budgets import Budget
-from benchmark.devices import jobs_per_gpu, memory_fraction, reset_peak_memory
-from benchmark.train import autocast_for
+from benchmark.engine.budgets import Budget
+from benchmark.engine.devices import jobs_per_gpu, memory_fraction, reset_peak_memory
+from benchmark.engine.train import autocast_for
+from core.sample import NUM_CLASSES
 from models import create_model
 
 
@@ -54,7 +55,7 @@ def probe_peak(models: dict[str, dict], budget: Budget, device: torch.device) ->
     ``models`` (name -> options) at the budget's batch size and input size, under the engine's autocast."""
     peak = 0
     for name, options in models.items():
-        model = create_model(name, num_classes=5, img_size=budget.img_size, **options).to(device)
+        model = create_model(name, num_classes=NUM_CLASSES, img_size=budget.img_size, **options).to(device)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             continue

@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.hypotheses import NOT_EVALUATED, evaluate_all
-from benchmark.stats import POINTS_PER_UNIT, pts
-from benchmark.summary import IN_DOMAIN, METRICS, NO_SHIFT, NO_TREATMENT, PER_CLASS_F1, read_json, read_summary
+from benchmark.analysis.hypotheses import NOT_EVALUATED, evaluate_all
+from benchmark.analysis.stats import POINTS_PER_UNIT, pts
+from benchmark.record.jobs import read_json
+from benchmark.record.summary import read_summary
+from benchmark.record.vocabulary import IN_DOMAIN, METRICS, NO_SHIFT, NO_TREATMENT, PER_CLASS_F1
 from core.errors import BenchmarkError
 
 DRIFT_METRICS: tuple[str, ...] = ("iou", "macro_f1")

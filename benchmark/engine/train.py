@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmark.batches import ArraySet, ImageAugment, TensorSet, eval_batches, paper_augmentation, train_batches
-from benchmark.budgets import Budget
-from benchmark.devices import resolve_device
+from benchmark.engine.batches import ArraySet, ImageAugment, TensorSet, eval_batches, paper_augmentation, train_batches
+from benchmark.engine.budgets import Budget
+from benchmark.engine.devices import resolve_device
 from core.sample import CLASSES, MASK_NUCLEUS
 from core.errors import BenchmarkError
-from benchmark.metrics import SEGMENTATION_METRICS, classification_metrics, mean_iou, segmentation_metrics
+from benchmark.record.metrics import SEGMENTATION_METRICS, classification_metrics, mean_iou, segmentation_metrics
 from models.base import WBCModel
 
 MAX_CLASS_WEIGHT = 10.0

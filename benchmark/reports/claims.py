@@ -10,47 +10,19 @@ function of the summary; without within_dataset BCCD rows every "ours" cell is "
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from benchmark.atomic import write_text
-from core.errors import BenchmarkError
-from benchmark.summary import IN_DOMAIN, NO_TREATMENT, canonical
-from benchmark.tables import MAIN_METRICS, NO_DATA, NOT_APPLICABLE, Table, cell_of, finish, render_latex, \
+from benchmark.record.atomic import write_text
+from benchmark.analysis.paper import PAPER_CLAIMS
+from benchmark.record.summary import canonical
+from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT
+from benchmark.reports.tables import MAIN_METRICS, NO_DATA, NOT_APPLICABLE, Table, cell_of, finish, render_latex, \
     render_markdown
 
 CLAIMS_PROTOCOL, CLAIMS_SOURCE = "within_dataset", "bccd"
 
-
-@dataclass(frozen=True)
-class Claim:
-    """One reported figure: ``value`` and ``sd`` in the metric's own [0, 1] units."""
-
-    model: str
-    metric: str
-    value: float
-    sd: float
-    where: str
-
-
-PAPER_CLAIMS: tuple[Claim, ...] = (
-    Claim("sg_cldff", "accuracy", 0.958, 0.004, "Tables 2, 3"),
-    Claim("sg_cldff", "macro_f1", 0.94, 0.01, "Tables 2, 3"),
-    Claim("sg_cldff", "auc_macro_ovr", 0.96, 0.01, "Table 2"),
-    Claim("sg_cldff", "iou", 0.82, 0.01, "Tables 2, 3"),
-    Claim("sg_cldff_no_saliency", "accuracy", 0.924, 0.006, "Table 3"),
-    Claim("sg_cldff_no_saliency", "macro_f1", 0.90, 0.01, "Table 3"),
-    Claim("sg_cldff_no_saliency", "iou", 0.76, 0.02, "Table 3"),
-    Claim("sg_cldff_no_cldff", "accuracy", 0.931, 0.005, "Table 3"),
-    Claim("sg_cldff_no_cldff", "macro_f1", 0.91, 0.01, "Table 3"),
-    Claim("sg_cldff_no_cldff", "iou", 0.78, 0.01, "Table 3"),
-    Claim("resnext_cc", "accuracy", 0.932, 0.007, "Table 2 (Luo et al.)"),
-    Claim("resnext_cc", "macro_f1", 0.89, 0.01, "Table 2 (Luo et al.)"),
-    Claim("resnext_cc", "auc_macro_ovr", 0.93, 0.02, "Table 2 (Luo et al.)"),
-    Claim("resnext_cc", "iou", 0.77, 0.02, "Table 2 (Luo et al.)"),
-)
 
 CLAIMS_NOTE = (
     "Paper: mean ± SD over its 5 runs. Table 3 (ablations) is stated to be on BCCD; Table 2 names no dataset "
@@ -60,14 +32,6 @@ CLAIMS_NOTE = (
     "F1-score is read as macro-F1. Our ResNeXt-CC is classification only, so the IoU the paper gives for it has "
     "no counterpart (n/a). Ours minus paper in points."
 )
-
-
-def paper_value(model: str, metric: str) -> float:
-    """The paper's reported mean of ``metric`` for ``model`` (hypotheses show it beside their estimate)."""
-    for c in PAPER_CLAIMS:
-        if (c.model, c.metric) == (model, metric):
-            return c.value
-    raise BenchmarkError(f"the paper reports no {metric} for {model}")
 
 
 def _points(x: float, signed: bool) -> str:
