@@ -205,21 +205,7 @@ def _load_plugins(modules: list[str]) -> None:
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when present, cpu otherwise); a device this machine lacks is an error"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("data", help="fetch and verify the datasets (see `data --help`)", add_help=False)
-    pr = sub.add_parser("protocols", help="list protocols, or show one's split sizes per domain and class")
-    pr.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    pr.add_argument("name", nargs="?")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--size", type=int, default=64, help="crop size used to load images (pHash check)")
-    pr.add_argument("--sources", help="only these source datasets or domains, comma-separated (as `run`)")
-    pr.add_argument("--targets", help="datasets added as test targets, comma-separated (as `run`)")
-    _dataset_option(pr)
-    sub.add_parser("models", help="list registered models with a one-line description")
-    sub.add_parser("treatments", help="list registered stain treatments with a one-line description")
-    sub.add_parser("targets", help="list registered target kinds (stain and scanner shifts) with their severities")
+def _run_parser(sub) -> None:
     r = sub.add_parser("run", help="train every (model, source, seed) job of a protocol; resumes, skipping done jobs")
     r.add_argument("--protocol", required=True)
     r.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
@@ -253,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(docs/cluster.md); a plugin may register more")
     r.add_argument("--ray-address", help="join this Ray cluster (HOST:PORT or 'auto') instead of starting a local "
                    "instance; --out must be on a file system every node shares")
+
+
+def _results_parsers(sub) -> None:
+    """The commands that read a results folder: report, evaluate, hypotheses, compare."""
     rep = sub.add_parser("report", help="summary.csv, Markdown/LaTeX tables and figures from a results folder")
     rep.add_argument("--out", required=True, help="results folder, e.g. results/cross_stain")
     _dataset_option(rep)
@@ -273,6 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--reference", required=True, help="results folder to compare against, e.g. results/cross_stain")
     cmp.add_argument("--results", required=True, help="the rerun's results folder (its summary.csv)")
     cmp.add_argument("--sets", help="seed sets decided separately, e.g. 0-4,5-9 (the shared seeds as a whole always)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("data", help="fetch and verify the datasets (see `data --help`)", add_help=False)
+    pr = sub.add_parser("protocols", help="list protocols, or show one's split sizes per domain and class")
+    pr.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    pr.add_argument("name", nargs="?")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--size", type=int, default=64, help="crop size used to load images (pHash check)")
+    pr.add_argument("--sources", help="only these source datasets or domains, comma-separated (as `run`)")
+    pr.add_argument("--targets", help="datasets added as test targets, comma-separated (as `run`)")
+    _dataset_option(pr)
+    sub.add_parser("models", help="list registered models with a one-line description")
+    sub.add_parser("treatments", help="list registered stain treatments with a one-line description")
+    sub.add_parser("targets", help="list registered target kinds (stain and scanner shifts) with their severities")
+    _run_parser(sub)
+    _results_parsers(sub)
     for name, subparser in sub.choices.items():  # every subcommand, so one added later takes --plugin too
         if name != "data":  # `data` parses its own arguments; main() takes --plugin off them
             _plugin_option(subparser)
