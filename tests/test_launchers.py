@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import pytest
-
 import benchmark.engine.launchers.base as base
 import benchmark.engine.plan as plan_module
 from benchmark.engine.budgets import get_budget
