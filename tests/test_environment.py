@@ -1,8 +1,10 @@
 """The environment behind a number: the lock pins what is installed, and every job records it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from pathlib import Path
 
 import torch
 
@@ -51,6 +53,8 @@ def test_a_job_records_the_installed_environment_and_the_summary_links_it(tmp_pa
     assert rec["packages"] == {p: pins[p] for p in RECORDED_PACKAGES}, "the job ran outside the locked environment"
     assert rec["threads"] == torch.get_num_threads() == 1
     assert rec["cpu"] and rec["python"]
+    lock = Path(__file__).resolve().parents[1] / "requirements.lock"
+    assert rec["lock"] == hashlib.sha256(lock.read_bytes()).hexdigest()[:12], "the lock the job ran under is not named"
     if rec["code"]["commit"] is not None:
         assert re.fullmatch(r"[0-9a-f]{40}", rec["code"]["commit"])
     df = build_summary(tmp_path)

@@ -22,7 +22,7 @@ RECORDED_PACKAGES: tuple[str, ...] = (
 )
 """Distributions whose version can change a trained model or a reported statistic."""
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 CODE_PATHS: tuple[str, ...] = ("core", "wbcdata", "benchmark", "models", "protocols", "pyproject.toml", "requirements.lock")
 """Tracked paths whose uncommitted edits make the recorded commit an incomplete description of the code."""
