@@ -54,6 +54,8 @@ from benchmark.engine.flops import flop_counter
 from benchmark.engine.job import CPU_THREADS_PER_JOB
 from benchmark.engine.plan import Sweep
 from benchmark.engine.treatments import TREATMENTS
+from benchmark.record.jobs import JobConfig
+from core.errors import BenchmarkError
 from core.sample import CLASSES
 from models import create_model
 from models.base import WBCModel
@@ -220,11 +222,11 @@ def read_results(dirs: Sequence[Path]) -> tuple[list[JobRun], int]:
             if folder.name.startswith("."):  # a runner's temporary folder, not a result
                 continue
             try:
-                config = json.loads((folder / "config.json").read_text())
+                config = JobConfig.read(folder)
                 train = json.loads((folder / "metrics.json").read_text())["train"]
-                runs.append(JobRun(str(config["model"]), str(config["budget"]["name"]), len(train["history"]),
+                runs.append(JobRun(config.model, config.budget_name, len(train["history"]),
                                    float(train["seconds"]), int(train["images_seen"]), float(train["eval_seconds"])))
-            except (OSError, ValueError, KeyError, TypeError):
+            except (BenchmarkError, OSError, ValueError, KeyError, TypeError):
                 unreadable += 1
     return runs, unreadable
 

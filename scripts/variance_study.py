@@ -25,7 +25,7 @@ from benchmark.analysis.hypotheses import evaluate_all
 from benchmark.record.metrics import rle_to_mask
 from benchmark.engine.plan import Sweep
 from benchmark.engine.sweep import default_workers, run_sweep
-from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.jobs import JobConfig, completed_job_dirs
 from benchmark.record.summary import build_summary
 
 SETTINGS: dict[str, tuple[dict, dict]] = {
@@ -65,9 +65,9 @@ def report(out: Path) -> None:
     df = build_summary(out)
     ratios = {}
     for job in completed_job_dirs(out):
-        cfg = json.loads((job / "config.json").read_text())
+        model = JobConfig.read(job).model
         for target, r in area_ratio(job).items():
-            ratios.setdefault(cfg["model"], []).append((target == "in_domain", r))
+            ratios.setdefault(model, []).append((target == "in_domain", r))
     print(f"\n{out}: {df['job_id'].nunique()} jobs")
     print("| model | IoU in-domain | IoU shifted | F1 in-domain | F1 shifted | area ratio in / shifted |")
     print("|:--|--:|--:|--:|--:|--:|")

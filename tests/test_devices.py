@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from benchmark.record.jobs import JobConfig
 from benchmark.engine.budgets import get_budget
 from benchmark.engine.devices import (CUDA_CONTEXT_BYTES, MEMORY_HEADROOM, jobs_per_gpu, make_deterministic, memory_fraction,
                                peak_memory, resolve_device)
@@ -63,7 +64,8 @@ def test_a_cpu_job_records_its_determinism_switches_and_peak_memory():
 def _job(root, name: str, model: str, budget: str, peak: int, kind: str = "cuda_max_allocated") -> None:
     d = root / "jobs" / name
     d.mkdir(parents=True)
-    (d / "config.json").write_text(json.dumps({"model": model, "budget": get_budget(budget).to_dict()}))
+    config = JobConfig("4", "cross_stain", model, {}, "none", "zheng_d1", 0, get_budget(budget).to_dict(), "h", {}, name)
+    (d / "config.json").write_text(json.dumps(config.to_json()))
     (d / "metrics.json").write_text(json.dumps({"train": {"peak_memory_bytes": peak, "peak_memory_kind": kind}}))
 
 

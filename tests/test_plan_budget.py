@@ -11,6 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.record.jobs import JobConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("plan_budget", ROOT / "scripts" / "plan_budget.py")
 plan_budget = importlib.util.module_from_spec(_spec)
@@ -109,7 +111,9 @@ def test_measured_utilisation_replaces_the_guess():
 def _job(root: Path, name: str, model: str, epochs: int, done: bool = True) -> Path:
     folder = root / "jobs" / name
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model": model, "budget": {"name": "paper", "epochs": 100}}))
+    config = JobConfig("4", "cross_stain", model, {}, "none", "zheng_d1", 0, {"name": "paper", "epochs": 100}, "h", {},
+                       name)
+    (folder / "config.json").write_text(json.dumps(config.to_json()))
     history = [{"epoch": e, "loss": 1.0, "val_score": 0.5} for e in range(epochs)]
     (folder / "metrics.json").write_text(json.dumps({"train": {
         "history": history, "seconds": 60.0 * epochs, "images_seen": 1000 * epochs,

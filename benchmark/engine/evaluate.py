@@ -42,7 +42,7 @@ from benchmark.engine.environment import environment_record
 from benchmark.engine.job import CPU_THREADS_PER_JOB, score_target
 from benchmark.engine.lockfile import pid_alive
 from benchmark.engine.plan import ENGINE_VERSION
-from benchmark.record.jobs import evaluated_targets, read_json, require_jobs
+from benchmark.record.jobs import read_job, require_jobs
 from benchmark.record.vocabulary import EVALUATIONS_DIR
 from benchmark.engine.targets import TargetBuilder
 from benchmark.engine.devices import make_deterministic, resolve_device
@@ -208,15 +208,16 @@ def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], dat
     """Score one job on each named target it has not been scored on, on ``device_name`` (``--device``;
     None: cuda when present); what it refused says why."""
     job, run = job_dir.name, EvaluationRun()
-    cfg = read_json(job_dir / "config.json")
-    done = set(read_json(job_dir / "metrics.json").get("targets", {}))
-    already = set(evaluated_targets(job_dir))
-    split = splits.get(str(cfg.get("split_hash")))
+    record = read_job(job_dir)
+    cfg = record.config
+    done = set(record.targets) - record.evaluated
+    already = set(record.evaluated)
+    split = splits.get(cfg.split_hash)
     if split is None:
-        run.refused.append((job, "*", f"its split manifest (hash {cfg.get('split_hash')}) is not under "
+        run.refused.append((job, "*", f"its split manifest (hash {cfg.split_hash}) is not under "
                                       f"{job_dir.parent.parent / 'splits'}"))
         return run
-    size, recorded = int(cfg["budget"]["img_size"]), dict(cfg.get("data_versions") or {})
+    size, recorded = int(cfg.budget["img_size"]), dict(cfg.data_versions)
     todo: list[tuple[str, TestTarget, dict[str, str]]] = []
     for name in names:
         try:
@@ -248,8 +249,8 @@ def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], dat
     for name, target, added in todo:
         samples = data.samples(name, target, split, recorded, size)
         t0 = time.perf_counter()
-        result, records, _ = score_target(model, treatment, samples, target, str(cfg["task"]),
-                                       int(cfg["budget"]["explain_images"]), device)
+        result, records, _ = score_target(model, treatment, samples, target, str(cfg.task),
+                                       int(cfg.budget["explain_images"]), device)
         provenance = {"requested": name, "data_versions": added, "engine_version": ENGINE_VERSION,
                       "weights_sha256": meta["weights"]["sha256"], "treatment": treatment_record(treatment),
                       "device": device.type, "environment": environment,

@@ -16,6 +16,8 @@ import torch
 from benchmark.engine.budgets import Budget
 from benchmark.engine.devices import jobs_per_gpu, memory_fraction, reset_peak_memory
 from benchmark.engine.train import autocast_for
+from benchmark.record.jobs import JobConfig
+from core.errors import BenchmarkError
 from core.sample import NUM_CLASSES
 from models import create_model
 
@@ -40,11 +42,11 @@ def recorded_peak(out_dir: Path, models: set[str], budget: Budget) -> int | None
     peaks = []
     for metrics_file in sorted((out_dir / "jobs").glob("*/metrics.json")):
         try:
-            config = json.loads((metrics_file.parent / "config.json").read_text())
+            config = JobConfig.read(metrics_file.parent)
             train = json.loads(metrics_file.read_text())["train"]
-        except (OSError, ValueError, KeyError):
+        except (BenchmarkError, OSError, ValueError, KeyError):
             continue
-        if (config.get("model") in models and config.get("budget") == budget.to_dict()
+        if (config.model in models and config.budget == budget.to_dict()
                 and train.get("peak_memory_kind") == "cuda_max_allocated"):
             peaks.append(int(train["peak_memory_bytes"]))
     return max(peaks) if peaks else None

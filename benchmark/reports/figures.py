@@ -33,8 +33,8 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 from core.sample import CLASSES
 from core.errors import BenchmarkError
 from benchmark.record.metrics import rle_to_mask, segmentation_metrics
-from benchmark.record.jobs import read_json, require_jobs
-from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT, display_name
+from benchmark.record.jobs import JobConfig, require_jobs
+from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT
 from benchmark.analysis.selection import graded_kinds, groups, ordered_displays, ordered_targets, severity_levels
 from benchmark.reports.tables import seed_values
 from wbcdata.target_kinds import severity_text
@@ -79,10 +79,9 @@ def _image_iou(rec: dict, where: str) -> float:
 
 def job_predictions(job_dir: Path) -> pd.DataFrame:
     """Per-sample rows of one job: keys, target, label, proba (array or None), iou (NaN without masks)."""
-    cfg = read_json(job_dir / "config.json")
-    treatment = str(cfg.get("treatment", NO_TREATMENT))
-    keys = {"protocol": cfg["protocol"], "budget": cfg["budget"]["name"],
-            "display": display_name(cfg["model"], treatment), "source": cfg["source"], "seed": int(cfg["seed"])}
+    cfg = JobConfig.read(job_dir)
+    keys = {"protocol": cfg.protocol, "budget": cfg.budget_name, "display": cfg.display, "source": cfg.source,
+            "seed": cfg.seed}
     path = job_dir / "predictions.jsonl.gz"
     rows = []
     try:
