@@ -7,6 +7,7 @@ from pathlib import Path
 from wbcdata.datasets import dataset_domains, dataset_spec, list_datasets, load_dataset
 from core.sample import Sample
 from core.errors import BenchmarkError
+from protocols.designs import build_splits
 from protocols.registry import Extension, get_protocol
 from protocols.split import Split, read_manifest, write_manifest
 
@@ -21,7 +22,7 @@ def _dataset_of(protocol: str, name: str, role: str) -> tuple[str, tuple[str, ..
         if name in dataset_domains(dataset):
             return dataset, (name,)
     domains = tuple(d for dataset in spec.datasets for d in dataset_domains(dataset))
-    own = (spec.sources or domains) if role == "source" else domains
+    own = (spec.own_sources() or domains) if role == "source" else domains
     raise BenchmarkError(f"protocol '{protocol}' has no {role} {name}; its {role}s: {', '.join(own)}; any dataset "
                          f"({', '.join(list_datasets())}) can be added, and your own folder with --dataset NAME=PATH")
 
@@ -37,17 +38,18 @@ def select(protocol: str, sources: list[str] | None = None,
     named_sources = [(d, dom) for n in sources or [] for d, doms in [_dataset_of(protocol, n, "source")] for dom in doms]
     named_targets = [(d, dom) for n in targets or [] for d, doms in [_dataset_of(protocol, n, "target")] for dom in doms]
     wanted = tuple(dict.fromkeys(dom for _, dom in named_sources)) or None
-    if spec.sources is None:
+    own = spec.own_sources()
+    if own is None:
         if named_targets:
             raise BenchmarkError(f"protocol '{protocol}' takes no --targets (it was registered without its sources, "
                                  "so it cannot be extended)")
         return None, wanted
-    added = [(d, dom) for d, dom in named_sources if dom not in spec.sources] + named_targets
+    added = [(d, dom) for d, dom in named_sources if dom not in own] + named_targets
     if not added:
         return None, wanted
     domains = tuple(dict.fromkeys(dom for _, dom in added))
     datasets = tuple(dict.fromkeys([*spec.datasets, *(d for d, _ in added)]))
-    new_sources = tuple(dict.fromkeys(dom for _, dom in named_sources if dom not in spec.sources))
+    new_sources = tuple(dict.fromkeys(dom for _, dom in named_sources if dom not in own))
     return Extension(f"{protocol}+{'+'.join(sorted(domains))}", datasets, domains, new_sources), wanted
 
 
@@ -84,7 +86,7 @@ def resolve_splits(protocol: str, seed: int, by_domain: dict[str, list[Sample]],
     difference is an error naming both hashes, never a silent reuse of a stale split). ``sources``
     keeps the splits of those source domains only, after every manifest is written."""
     spec = get_protocol(protocol)
-    built = spec.build(seed, by_domain) if extension is None else spec.build(seed, by_domain, extension=extension)
+    built = build_splits(spec, seed, by_domain, extension)
     if sources is not None:
         unknown = sorted(set(sources) - {s.source for s in built})
         if unknown:

@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from core.errors import BenchmarkError
 from protocols import get_protocol, list_protocols
 from protocols.near_duplicates import near_duplicates
-from protocols.resolve import resolve_splits
+from protocols.registry import ALL_DOMAINS, FIRST_DOMAIN, PROTOCOLS, ProtocolSpec
+from protocols.resolve import resolve_splits, select
 from protocols.split import read_manifest
 from protocols.stratify import stratified_split
 
 SYNTHETIC = ["within_dataset_synthetic", "cross_dataset_synthetic", "cross_stain_synthetic"]
-
-
+ROOT = Path(__file__).resolve().parents[1]
 
 def test_registry_lists_real_and_synthetic_protocols():
     names = list_protocols()
@@ -98,3 +101,54 @@ def test_near_duplicate_check_finds_a_copied_image(by_domain):
     assert (train[3].id, train[3].id, 0) in dups
     assert all(d <= 4 for *_, d in dups)
     assert near_duplicates(train, []) == []
+
+
+def _register(monkeypatch, spec: ProtocolSpec) -> None:
+    """Register ``spec`` for this test only (the registry is global to the process)."""
+    PROTOCOLS.names()  # the built-ins first
+    monkeypatch.setitem(PROTOCOLS._entries, spec.name, spec)
+    monkeypatch.setitem(PROTOCOLS._descriptions, spec.name, spec.description)
+    monkeypatch.setitem(PROTOCOLS._metadata, spec.name, None)
+
+
+def test_a_plugin_row_goes_through_the_one_builder(monkeypatch, by_domain):
+    """A plugin's protocol is a row like the built-ins: same design, same sources, same splits but its name."""
+    builtin = get_protocol("cross_stain_synthetic")
+    _register(monkeypatch, ProtocolSpec("mylab_stain", builtin.datasets, "a plugin's row", "cross_stain", FIRST_DOMAIN))
+    mine = resolve_splits("mylab_stain", 0, by_domain)
+    ref = resolve_splits("cross_stain_synthetic", 0, by_domain)
+    assert [s.protocol for s in mine] == ["mylab_stain"]
+    assert [(s.train, s.val, s.targets) for s in mine] == [(s.train, s.val, s.targets) for s in ref]
+
+
+def test_a_plugin_builder_with_sources_takes_an_extension(monkeypatch, by_domain):
+    calls = []
+
+    def build(seed, by_domain, extension=None):
+        calls.append(extension)
+        return []
+
+    _register(monkeypatch, ProtocolSpec("mylab_custom", ("synthetic",), "own design", sources=("synth_rapid",),
+                                        build=build))
+    assert resolve_splits("mylab_custom", 0, by_domain) == [] and calls == [None]
+    ext, _ = select("mylab_custom", None, ["synth_giemsa"])
+    resolve_splits("mylab_custom", 0, by_domain, extension=ext)
+    assert calls[-1].name == "mylab_custom+synth_giemsa"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"design": "cross_stain", "build": lambda seed, by_domain: []}, "not both"),
+    ({"design": "cross_stian", "sources": ALL_DOMAINS}, "unknown design 'cross_stian'"),
+    ({"design": "within"}, "needs its sources"),
+])
+def test_a_malformed_row_is_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ProtocolSpec("bad", ("synthetic",), "bad", **fields)
+
+
+def test_the_table_loads_no_dataset_module():
+    """The rows name their sources lazily: importing them computes no domain, loads no dataset module."""
+    code = ("import sys, protocols.definitions\n"
+            "print(sorted(m for m in ('wbcdata.real', 'wbcdata.synthetic', 'wbcdata.user') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
