@@ -32,6 +32,8 @@ class Registry(Generic[T]):
     def register(self, name: str | None = None, description: str | None = None,
                  metadata: object = None) -> Callable[[T], T]:
         def wrap(obj: T) -> T:
+            if _origin_module(obj) not in self._builtins:  # a plugin's entry: the built-ins are there first
+                self._load_builtins()
             key = name or getattr(obj, "__name__")
             if key in self._entries:
                 first, second = _origin(self._entries[key]), _origin(obj)
@@ -45,10 +47,13 @@ class Registry(Generic[T]):
 
         return wrap
 
-    def _load(self) -> None:
-        """Built-ins first, then plugins, so a plugin reusing a built-in name is the one refused."""
+    def _load_builtins(self) -> None:
         for module in self._builtins:
             importlib.import_module(module)
+
+    def _load(self) -> None:
+        """Built-ins first, then plugins, so a plugin reusing a built-in name is the one refused."""
+        self._load_builtins()
         load_plugins()
 
     def get(self, name: str) -> T:
@@ -74,6 +79,10 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         self._load()
         return name in self._entries
+
+
+def _origin_module(obj: object) -> str:
+    return getattr(getattr(obj, "loader", obj), "__module__", "?")
 
 
 def _origin(obj: object) -> str:

@@ -13,12 +13,10 @@ from core.registry import Registry
 DOCS = "docs/plugins.md"
 HEADS: tuple[str, ...] = ("classifier", "segmenter")
 
-MODELS: Registry[Callable[..., Any]] = Registry("model")
-
-# modules whose import registers models; imported lazily so `import models` stays cheap
-_MODEL_MODULES = (
+MODELS: Registry[Callable[..., Any]] = Registry("model", builtins=(
     "models.sg_cldff", "models.baselines_seg", "models.baselines_cls", "models.baselines_xincept", "models.floors",
-)
+))
+"""The built-in modules are imported on the first lookup, so `import models` stays cheap."""
 
 
 @dataclass(frozen=True)
@@ -61,21 +59,8 @@ def register_model(name: str | None = None, *, heads: tuple[str, ...] | list[str
     """Register a factory ``(num_classes, img_size, **options) -> WBCModel`` with its metadata.
 
     A registration outside the built-in modules (a plugin's) loads the built-ins first, so a name that
-    clashes with a built-in fails at the plugin's import, naming both modules."""
-    info = ModelInfo(tuple(heads), min_size, size_multiple)
-    register = MODELS.register(name, description, metadata=info)
-
-    def wrap(factory: Callable) -> Callable:
-        if factory.__module__ not in _MODEL_MODULES:
-            _load_all()
-        return register(factory)
-
-    return wrap
-
-
-def _load_all() -> None:
-    for mod in _MODEL_MODULES:
-        importlib.import_module(mod)
+    clashes with a built-in fails at the plugin's import, naming both modules (``core.registry``)."""
+    return MODELS.register(name, description, metadata=ModelInfo(tuple(heads), min_size, size_multiple))
 
 
 def is_dotted_path(name: str) -> bool:
@@ -116,7 +101,6 @@ def model_factory(name: str) -> Callable[..., Any]:
     """The factory behind a registered name or a dotted path."""
     if is_dotted_path(name):
         return _import_factory(name)
-    _load_all()
     if name not in MODELS:
         raise BenchmarkError(f"unknown model '{name}'; valid models: {', '.join(MODELS.names())}. A model of "
                              f"your own: load its plugin (--plugin MODULE, $WBC_PLUGINS or an installed entry "
@@ -162,5 +146,4 @@ def create_model(name: str, **kwargs: Any):
 
 
 def list_models() -> list[str]:
-    _load_all()
     return MODELS.names()
