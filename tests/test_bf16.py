@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import train as engine
+from benchmark.engine import train as engine
 from benchmark.engine.batches import ArraySet, ImageAugment
 from benchmark.engine.budgets import get_budget
 from benchmark.engine.targets import TargetBuilder

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 from benchmark.engine.treatments import list_treatments
 from models import list_models
 from protocols import list_protocols
@@ -214,7 +214,7 @@ COMMANDS = ["data", "protocols", "models", "treatments", "targets", "run", "repo
 
 
 def test_every_command_is_covered() -> None:
-    from benchmark.cli import build_parser
+    from benchmark.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(COMMANDS)

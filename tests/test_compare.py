@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 from benchmark.analysis.compare import compare, parse_seed_sets, render_markdown
 from benchmark.record.summary import build_summary, write_summary
 from core.errors import BenchmarkError

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from wbcdata import real
+from wbcdata import folder, reading, real
 from wbcdata.crops import (
     CONTEXT,
     DETECTOR_VERSION,
@@ -175,7 +175,7 @@ def _write_folder(path: Path) -> None:
 
 def test_load_folder_with_and_without_masks(tmp_path):
     _write_folder(tmp_path / "lisc")
-    samples = {s.id: s for s in real.load_folder(tmp_path / "lisc", 32, "lisc")}
+    samples = {s.id: s for s in folder.load_folder(tmp_path / "lisc", 32, "lisc")}
     assert set(samples) == {"lisc/a1", "lisc/b2"}
     a1, b2 = samples["lisc/a1"], samples["lisc/b2"]
     assert a1.label == CLASSES.index("monocyte") and b2.label is None
@@ -186,28 +186,28 @@ def test_load_folder_with_and_without_masks(tmp_path):
 
 def test_load_folder_errors(tmp_path):
     with pytest.raises(BenchmarkError, match="no images/ folder"):
-        real.load_folder(tmp_path, 32, "x")
+        folder.load_folder(tmp_path, 32, "x")
     _write_folder(tmp_path / "d")
     (tmp_path / "d" / "labels.csv").write_text("id,class\na1,blast\n")
     with pytest.raises(BenchmarkError, match=r"line 2: unknown class 'blast'"):
-        real.load_folder(tmp_path / "d", 32, "x")
+        folder.load_folder(tmp_path / "d", 32, "x")
     (tmp_path / "d" / "labels.csv").unlink()
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "d" / "masks" / "a1.png")
     with pytest.raises(BenchmarkError, match=r"a1\.png: mask is 10x10 px but image .*a1\.png is 120x120 px"):
-        real.load_folder(tmp_path / "d", 32, "x")
+        folder.load_folder(tmp_path / "d", 32, "x")
     (tmp_path / "d" / "images" / "b2.jpg").write_bytes(b"\xff\xd8 broken")
     (tmp_path / "d" / "masks" / "a1.png").unlink()
     with pytest.raises(BenchmarkError, match=r"b2\.jpg: unreadable image"):
-        real.load_folder(tmp_path / "d", 32, "x")
+        folder.load_folder(tmp_path / "d", 32, "x")
 
 
 def test_folder_dataset_needs_its_environment_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("WBC_FOLDER_DATASET", raising=False)
     with pytest.raises(BenchmarkError, match=r"\$WBC_FOLDER_DATASET, which is not set"):
-        real.load_folder_dataset(tmp_path, 32)
+        folder.load_folder_dataset(tmp_path, 32)
     _write_folder(tmp_path / "raabin")
     monkeypatch.setenv("WBC_FOLDER_DATASET", str(tmp_path / "raabin"))
-    assert {s.domain for s in real.load_folder_dataset(tmp_path, 32)} == {"folder"}
+    assert {s.domain for s in folder.load_folder_dataset(tmp_path, 32)} == {"folder"}
 
 
 def test_missing_dataset_folder_says_how_to_fetch(tmp_path):
@@ -227,11 +227,12 @@ needs_mirror = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """All four archives extracted once per session (about 5 s on 2 cores)."""
-    from wbcdata.fetch import fetch_all
+    from wbcdata.fetch import DATASET_ARCHIVES, ensure_dataset
 
     root = tmp_path_factory.mktemp("wbcdata")
     start = time.perf_counter()
-    fetch_all(root, mirror=Path(MIRROR))
+    for name in DATASET_ARCHIVES:
+        ensure_dataset(name, root, mirror=Path(MIRROR))
     print(f"\nextracted all archives in {time.perf_counter() - start:.1f} s")
     return root
 
@@ -392,7 +393,7 @@ def _zheng_with_mask_boxes(root: Path, which: int) -> dict[str, tuple[np.ndarray
     """Image number ("001") -> (image, box of its mask's WBC pixels)."""
     out = {}
     for rec in real.zheng_inventory(root, which).records:
-        image = real.read_rgb(rec.image)
+        image = reading.read_rgb(rec.image)
         out[rec.id[-3:]] = (image, mask_box(real.read_mask_codes(rec.mask, image.shape, rec.image) > 0))
     return out
 
@@ -424,7 +425,7 @@ def test_detector_validation(data_root):
 
     def centred_window(image_path: Path, codes: np.ndarray, records: list) -> None:
         """A CellaVision-like field: the cell centred in a window 2.5x its side; truth = its component."""
-        image = real.read_rgb(image_path)
+        image = reading.read_rgb(image_path)
         for rec in records:
             side = int(2.5 * rec.box.longer_side)
             window, window_mask = crop_square(image, codes, rec.box, side, context=2.5)
@@ -432,7 +433,7 @@ def test_detector_validation(data_root):
             bccd.append((window, mask_box(components == components[side // 2, side // 2])))
 
     def on_hand_boxes(boxes: dict[str, tuple[int, int, int, int]]) -> list[tuple[Box | None, Box]]:
-        return [(detect_wbc_box(real.read_rgb(pbc[k])), Box(*b)) for k, b in boxes.items()]
+        return [(detect_wbc_box(reading.read_rgb(pbc[k])), Box(*b)) for k, b in boxes.items()]
 
     def on_d2(parity: int, work_side: int) -> list[tuple[Box | None, Box]]:
         return [(detect_wbc_box(image, work_side), box) for k, (image, box) in d2.items() if int(k) % 2 == parity]

@@ -21,7 +21,7 @@ from benchmark.engine.budgets import get_budget
 from benchmark.engine.checkpoint import (
     CHECKPOINT_FILE, WEIGHTS_FILE, load_checkpoint, restore_treatment, sha256_file, treatment_state, write_checkpoint,
 )
-from benchmark.cli import main
+from benchmark.cli.main import main
 from benchmark.engine.evaluate import EVALUATIONS_DIR, evaluate_results, splits_by_hash
 from benchmark.engine.job import run_job, score_target
 from benchmark.engine.plan import ENGINE_VERSION, Sweep

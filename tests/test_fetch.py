@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from wbcdata import fetch
-from wbcdata.fetch import ArchiveSource, build_manifest, ensure_archive, ensure_dataset, main_data
+from benchmark.cli import data as data_command
+from benchmark.cli.data import main_data
+from wbcdata.fetch import ArchiveSource, build_manifest, ensure_archive, ensure_dataset
 from core.errors import BenchmarkError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -232,11 +234,11 @@ def test_changed_manifest_invalidates_an_extraction(tmp_path):
     assert not (root / "zheng" / "Dataset 1" / "001.png").exists()
 
 
-def test_fetch_all_reports_counts_and_classes(tmp_path, capsys):
+def test_fetch_dataset_reports_counts_and_classes(tmp_path, capsys):
     mirror, manifest = _make_mirror(tmp_path, _good_members())
-    reports = fetch.fetch_all(tmp_path / "data", ["zheng_d1"], mirror=mirror, manifest=manifest)
+    reports = [fetch.fetch_dataset("zheng_d1", tmp_path / "data", mirror=mirror, manifest=manifest)]
     assert (reports[0].inventory.images, reports[0].inventory.masks) == (1, 1)
-    fetch.print_report(reports)
+    data_command.print_report(reports)
     out = capsys.readouterr().out
     assert "== zheng_d1" in out and "3 verified by sha256" in out
     assert "classes: neutrophil 0, lymphocyte 1, monocyte 0, eosinophil 0, basophil 0" in out
@@ -257,15 +259,15 @@ def test_cli_reports_every_fetched_dataset_when_one_cannot_be_cropped(tmp_path, 
         r"Dataset [12]/\d+\.(bmp|png)|Class Labels of Dataset [12]\.csv", (r"(Dataset [12]/\d+)\.bmp", r"\1.png"),
     )
     manifest = build_manifest(mirror, tmp_path / "manifest.json", (source,))
-    monkeypatch.setattr(fetch, "load_manifest", lambda *a, **k: manifest)
-    ok = fetch.SpanSummary(1, 0.5, 0.4, 0.6, 1, 0, 0)
+    monkeypatch.setattr(data_command, "load_manifest", lambda *a, **k: manifest)
+    ok = data_command.SpanSummary(1, 0.5, 0.4, 0.6, 1, 0, 0)
 
-    def cropper(name, root, size=fetch.FRAMING_SIZE):
+    def cropper(name, root, size=data_command.FRAMING_SIZE):
         if name == "zheng_d2":
             raise ValueError("broken crop cache")
         return ok
 
-    monkeypatch.setattr(fetch, "framing_span", cropper)
+    monkeypatch.setattr(data_command, "framing_span", cropper)
     args = ["--root", str(tmp_path / "data"), "--mirror", str(mirror)]
     # bccd's archives are not in the toy manifest: it fails to fetch; zheng_d2 fails to crop.
     assert main_data(args + ["--datasets", "zheng_d1,bccd,zheng_d2"]) == 1

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from benchmark.engine.budgets import get_budget
-from benchmark.cli import main
+from benchmark.cli.main import main
 from benchmark.engine.plan import Job
 
 ROOT = Path(__file__).resolve().parents[1]

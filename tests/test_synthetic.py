@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wbcdata.datasets import DATASETS
+from wbcdata.registry import DATASETS
 from core.sample import CLASSES, MASK_CYTOPLASM, MASK_NUCLEUS
 from wbcdata.synthetic import (
     CLASS_COUNTS_PER_DOMAIN,

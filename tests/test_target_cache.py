@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import targets as targets_module
+from benchmark.engine import targets as targets_module
 from benchmark.engine.budgets import get_budget
 from benchmark.engine.fingerprint import split_fingerprint
 from benchmark.engine.lockfile import STALE_LOCK_S

@@ -253,7 +253,7 @@ def test_old_results_without_target_fields_still_build(fixture_summary, tmp_path
 
 
 def test_targets_command_lists_every_kind_with_its_severities(capsys):
-    from benchmark.cli import main
+    from benchmark.cli.main import main
 
     assert main(["targets"]) == 0
     out = capsys.readouterr().out

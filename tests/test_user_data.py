@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark.cli import main
+from benchmark.cli.main import main
 from core.errors import BenchmarkError
 from core.sample import CLASSES
 from protocols.resolve import manifest_path, resolve_splits, select
 from wbcdata.datasets import dataset_spec, list_datasets, load_dataset
-from wbcdata.real import FolderFormat, load_folder
+from wbcdata.folder import FolderFormat, load_folder
 from wbcdata.synthetic import render_smear
 from wbcdata.user import ENV_VAR, folder_checksum, label_report, read_descriptor, register_user_datasets, user_dataset_spec
 
@@ -110,7 +110,7 @@ def test_descriptor_that_is_not_json(tmp_path):
 
 def test_class_map_maps_drops_and_reports(tmp_path, caplog):
     desc = read_descriptor(make_folder(tmp_path / "lab", descriptor=LAB_DESCRIPTOR))
-    with caplog.at_level(logging.WARNING, logger="wbcdata.real"):
+    with caplog.at_level(logging.WARNING, logger="wbcdata.folder"):
         samples = load_folder(desc.path, 32, desc.domain, dataset="lab", fmt=desc.fmt)
     assert "dropped by the class map: 2 'smudge'" in caplog.text
     assert len(samples) == 10 and {s.dataset for s in samples} == {"lab"}

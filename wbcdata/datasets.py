@@ -1,94 +1,32 @@
-"""Dataset registry and the cached loader every protocol goes through.
-
-A dataset loader is ``fn(data_dir: Path, size: int) -> list[Sample]`` and returns
-WBC-centred square crops of ``size`` x ``size`` pixels (crop rules live with each loader and in
-docs/data.md). ``load_dataset`` caches the result as ``.npz`` under ``<data_dir>/cache`` so that a
-benchmark run decodes each JPEG once, not once per job.
-"""
+"""Datasets as every protocol sees them: the registered ones with the user folders of
+``$WBC_DATASETS`` added, and the cached loader (fetching first where needed). ``load_dataset`` caches
+the crops as ``.npz`` under ``<data_dir>/cache`` so that a benchmark run decodes each JPEG once, not
+once per job. The registry itself is :mod:`wbcdata.registry`."""
 from __future__ import annotations
 
-import importlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from core.sample import Sample
-from core.registry import Registry
-
-Loader = Callable[[Path, int], list[Sample]]
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A registered dataset: its loader, its domains (stain/scanner), whether it is fetched, and what a
-    report must say about where it came from (licence, citation, public source)."""
-
-    name: str
-    loader: Loader
-    domains: tuple[str, ...]
-    fetched: bool
-    cache_version: str
-    description: str
-    licence: str = ""
-    citation: str = ""
-    url: str = ""
-    cached: bool = False
-    """Whether ``load_dataset`` keeps its crops as .npz: fetched datasets and user folders, whose
-    ``cache_version`` then names the data as well as the crop rule."""
-    path: str = ""
-    """The folder of a user dataset (empty for the built-ins)."""
-
-
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
-
-_DATASET_MODULES = ("wbcdata.real", "wbcdata.synthetic")
-
-
-def register_dataset(
-    name: str, *, domains: tuple[str, ...], fetched: bool, cache_version: str, description: str,
-    licence: str = "", citation: str = "", url: str = "",
-) -> Callable[[Loader], Loader]:
-    """Register a loader. ``cache_version`` must change whenever the crop rule or decoding changes."""
-
-    def wrap(fn: Loader) -> Loader:
-        spec = DatasetSpec(name, fn, domains, fetched, cache_version, description, licence, citation, url,
-                           cached=fetched)
-        DATASETS.register(name, description)(spec)
-        return fn
-
-    return wrap
-
-
-def _load_all() -> None:
-    """Import the built-in loaders, then register the user folders named in ``$WBC_DATASETS``
-    (imported here, not at the top: :mod:`wbcdata.user` registers through this module)."""
-    for mod in _DATASET_MODULES:
-        importlib.import_module(mod)
-    from wbcdata.user import register_user_datasets
-
-    register_user_datasets()
+from wbcdata.fetch import ensure_dataset
+from wbcdata.registry import DATASETS, DatasetSpec, data_dir
+from wbcdata.user import register_user_datasets
 
 
 def list_datasets() -> list[str]:
-    _load_all()
+    register_user_datasets()
     return DATASETS.names()
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    _load_all()
+    register_user_datasets()
     return DATASETS.get(name)
 
 
 def dataset_domains(name: str) -> tuple[str, ...]:
     return dataset_spec(name).domains
-
-
-def data_dir() -> Path:
-    """Where datasets are extracted: ``$WBC_DATA_DIR`` or ``./data``."""
-    return Path(os.environ.get("WBC_DATA_DIR", "data")).resolve()
 
 
 def _cache_path(spec: DatasetSpec, size: int, root: Path) -> Path:
@@ -139,8 +77,6 @@ def load_dataset(name: str, *, size: int = 128, root: Path | None = None, cache:
     if cache and spec.cached and path.exists():
         return _read_cache(path)
     if spec.fetched:
-        from wbcdata.fetch import ensure_dataset
-
         ensure_dataset(name, root)
     samples = spec.loader(root, size)
     if cache and spec.cached:

@@ -1,4 +1,4 @@
-"""Fetch, verify and extract the public WBC archives, and report what each dataset holds.
+"""Fetch, verify and extract the public WBC archives, and take stock of what each dataset holds.
 
 Why this shape: the datasets are public but may not be redistributed by this project, and CI
 machines have no internet. So each archive has a public source URL (a GitHub archive zip at a
@@ -20,35 +20,26 @@ GitHub archives put everything under ``<repo>-<commit>/``; that folder and the m
 ``anchor`` (the sub-folder holding the data) are stripped, so the extracted layout is the same
 whichever source was used (see :mod:`wbcdata.real` for the layout).
 
-The report ends each dataset with the cell size relative to the crop (:func:`framing_span`), which
-decodes its 64 px crops once into the crop cache: the check that every domain is framed alike.
-``main_data`` fetches and crops one dataset at a time and catches failures per dataset: every
-dataset that fetched is reported, a failed one is named with the reason, and the exit status is 1
-if any dataset failed to fetch/verify or to be cropped (a dataset that cannot be cropped is
-unusable for the benchmark).
+What each dataset holds is reported by ``python -m benchmark data`` (:mod:`benchmark.cli.data`).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
-from wbcdata.crops import SpanSummary, span_summary
 from wbcdata.real import (
     BCCD_MASKS_DIR,
     BCCD_VOC_DIR,
@@ -59,7 +50,6 @@ from wbcdata.real import (
     pbc_inventory,
     zheng_inventory,
 )
-from core.sample import CLASSES
 from core.errors import BenchmarkError
 
 MANIFEST_PATH = Path(__file__).with_name("manifest.json")
@@ -384,7 +374,8 @@ def ensure_archive(key: str, root: Path, *, mirror: Path | None = None, manifest
     return status
 
 
-def _archives_for(name: str) -> tuple[str, ...]:
+def archives_for(name: str) -> tuple[str, ...]:
+    """The archives a fetched dataset needs; an unknown name is an error listing the valid ones."""
     if name not in DATASET_ARCHIVES:
         raise BenchmarkError(f"unknown fetched dataset '{name}'; valid: {', '.join(DATASET_ARCHIVES)}")
     return DATASET_ARCHIVES[name]
@@ -392,169 +383,11 @@ def _archives_for(name: str) -> tuple[str, ...]:
 
 def ensure_dataset(name: str, root: Path, *, mirror: Path | None = None, manifest: dict | None = None) -> None:
     """Make sure every archive dataset ``name`` needs is extracted and verified under ``root``."""
-    for key in _archives_for(name):
+    for key in archives_for(name):
         ensure_archive(key, root, mirror=mirror, manifest=manifest)
-
-
-def fetch_all(
-    root: Path, names: list[str] | None = None, *, mirror: Path | None = None, manifest: dict | None = None
-) -> list[DatasetReport]:
-    """Fetch the named datasets (default: all) and take stock of each."""
-    return [fetch_dataset(name, root, mirror=mirror, manifest=manifest) for name in names or list(DATASET_ARCHIVES)]
 
 
 def fetch_dataset(name: str, root: Path, *, mirror: Path | None = None, manifest: dict | None = None) -> DatasetReport:
     """Fetch one dataset's archives and take stock of it."""
-    statuses = [ensure_archive(k, root, mirror=mirror, manifest=manifest) for k in _archives_for(name)]
+    statuses = [ensure_archive(k, root, mirror=mirror, manifest=manifest) for k in archives_for(name)]
     return DatasetReport(name, statuses, INVENTORIES[name](Path(root)))
-
-
-# ---------------------------------------------------------------- report and CLI
-
-
-def _archive_lines(s: ArchiveStatus) -> list[str]:
-    how = f"already extracted (from {s.origin})" if s.already_extracted else f"from {s.origin}"
-    sha = "matches the manifest" if s.archive_sha256_matches else "differs from the manifest (re-zipped?); members verified one by one"
-    lines = [
-        f"  archive {s.key}: {s.file} {how}",
-        f"    archive sha256 {sha}",
-        f"    files: {s.verified} verified by sha256, {s.images_decoded} images decoded; "
-        f"{len(s.missing)} listed files absent; {s.unlisted} archive files not used (not extracted)",
-    ]
-    if s.missing:
-        lines.append(f"    absent: {', '.join(s.missing[:5])}{' ...' if len(s.missing) > 5 else ''}")
-    return lines
-
-
-FRAMING_SIZE = 64
-"""Crop size at which the data summary measures cell size relative to the crop (the cpu budget's)."""
-
-
-def framing_span(name: str, root: Path, size: int = FRAMING_SIZE) -> SpanSummary:
-    """Cell size relative to the crop for one dataset, over its cached ``size`` px crops (built if absent)."""
-    from wbcdata.datasets import load_dataset
-
-    return span_summary([(s.image, s.mask) for s in load_dataset(name, size=size, root=root)])
-
-
-def framing_spans(names: list[str], root: Path, size: int = FRAMING_SIZE) -> dict[str, SpanSummary]:
-    """:func:`framing_span` per dataset (the first failure raises; ``main_data`` goes one by one)."""
-    return {name: framing_span(name, root, size) for name in names}
-
-
-def _why(e: BaseException) -> str:
-    """An exception as one line: the message for a BenchmarkError, else its type and message."""
-    return str(e) if isinstance(e, BenchmarkError) else f"{type(e).__name__}: {e}"
-
-
-def print_report(
-    reports: list[DatasetReport],
-    out: TextIO | None = None,
-    spans: dict[str, SpanSummary] | None = None,
-    framing_errors: dict[str, str] | None = None,
-) -> None:
-    """Per dataset: archives, files verified, images, masks, samples, class counts, skips, and the
-    cell size relative to the crop where ``spans`` has it (or why not, where ``framing_errors`` has it)."""
-    out = out or sys.stdout
-    framing_errors = framing_errors or {}
-    for r in reports:
-        inv = r.inventory
-        print(f"== {r.name}", file=out)
-        for s in r.archives:
-            print("\n".join(_archive_lines(s)), file=out)
-        print(f"  images {inv.images}, masks {inv.masks}, samples (WBC crops) {len(inv.records)}", file=out)
-        counts = inv.class_counts()
-        print("  classes: " + ", ".join(f"{c} {counts[c]}" for c in CLASSES), file=out)
-        unlabelled = sum(inv.unlabelled.values())
-        print(f"  label None (kept): {unlabelled}", file=out)
-        for reason, n in sorted(inv.unlabelled.items()):
-            print(f"    {n}: {reason}", file=out)
-        print(f"  skipped: {sum(inv.skipped.values()) or 'none'}", file=out)
-        for reason, n in sorted(inv.skipped.items()):
-            print(f"    {n}: {reason}", file=out)
-        for note in inv.notes:
-            print(f"  note: {note}", file=out)
-        if spans and r.name in spans:
-            print(f"  cell size / crop side (sqrt of WBC pixels, {FRAMING_SIZE} px crops): {spans[r.name].line()}",
-                  file=out)
-        elif r.name in framing_errors:
-            print(f"  cell size / crop side NOT computed ({FRAMING_SIZE} px crops of {r.name} failed): "
-                  f"{framing_errors[r.name]}", file=out)
-
-
-def main_data(argv: list[str] | None = None) -> int:
-    """``python -m benchmark data``: fetch, verify, extract and report the real datasets."""
-    from wbcdata.datasets import data_dir, list_datasets
-    from wbcdata.user import add_datasets, report_lines, user_dataset_names
-
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmark data", description="Fetch, verify, extract and report the real WBC datasets."
-    )
-    parser.add_argument("--root", type=Path, default=None, help="where to extract (default: $WBC_DATA_DIR or ./data)")
-    parser.add_argument("--mirror", type=Path, default=None, help=f"folder holding the archives (default: ${MIRROR_ENV})")
-    parser.add_argument("--datasets", default=None, help=f"comma-separated subset of {','.join(DATASET_ARCHIVES)}")
-    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH",
-                        help="also check and report a folder of your own (repeatable; alone, without --datasets, "
-                        "only these are checked); see docs/data.md")
-    parser.add_argument(
-        "--build-manifest", action="store_true", help="maintainers: rewrite manifest.json from the archives in --mirror"
-    )
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        if args.build_manifest:
-            if args.mirror is None:
-                raise BenchmarkError("--build-manifest needs --mirror")
-            manifest = build_manifest(args.mirror)
-            print(f"wrote {MANIFEST_PATH}: " + ", ".join(f"{k} {len(e['members'])} files" for k, e in manifest["archives"].items()))
-            return 0
-        names = [n.strip() for n in args.datasets.split(",") if n.strip()] if args.datasets else list(DATASET_ARCHIVES)
-        if args.dataset and not args.datasets:
-            names = []
-        for name in names:
-            _archives_for(name)  # unknown names fail before anything is fetched
-        root = Path(args.root or data_dir())
-        manifest = load_manifest()
-        add_datasets(args.dataset)
-        list_datasets()  # registers the user folders: a bad name or descriptor fails before any fetch
-        users = user_dataset_names()
-    except BenchmarkError as e:  # bad input (a name, a folder, a descriptor): status 2, as every command
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    # One dataset at a time, each failure caught and named, so one bad dataset cannot hide the others'
-    # report. Both kinds of failure make the exit status 1: a dataset that did not fetch or verify, and
-    # one whose framing figure could not be computed (its crops cannot be built, so the benchmark cannot
-    # use it). Fetch failures are BenchmarkErrors (anything else is a bug: traceback); the crop step
-    # decodes every image, so any exception there is caught and reported with its type.
-    reports: list[DatasetReport] = []
-    spans: dict[str, SpanSummary] = {}
-    framing_errors: dict[str, str] = {}
-    failed: list[str] = []
-    for name in names:
-        try:
-            report = fetch_dataset(name, root, mirror=args.mirror, manifest=manifest)
-        except BenchmarkError as e:
-            print(f"error: {e} (dataset {name} not fetched)", file=sys.stderr)
-            failed.append(f"{name} (not fetched)")
-            continue
-        reports.append(report)
-        try:
-            spans[name] = framing_span(name, root)
-        except Exception as e:  # noqa: BLE001 - reported per dataset, exit status 1
-            framing_errors[name] = _why(e)
-            print(f"error: dataset {name}: cell size / crop side not computed: {_why(e)}", file=sys.stderr)
-            failed.append(f"{name} (crops failed)")
-    print_report(reports, spans=spans, framing_errors=framing_errors)
-    for name in users:
-        try:
-            print("\n".join(report_lines(name, FRAMING_SIZE)))
-            print(f"  cell size / crop side (sqrt of WBC pixels, {FRAMING_SIZE} px crops): "
-                  f"{framing_span(name, root).line()}")
-        except BenchmarkError as e:
-            print(f"error: {e} (dataset {name})", file=sys.stderr)
-            failed.append(f"{name} (user folder)")
-    print(f"data root {root.resolve()}; done in {time.perf_counter() - start:.1f} s")
-    if failed:
-        print(f"error: {len(failed)} of {len(names) + len(users)} datasets failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0

@@ -1,4 +1,4 @@
-"""Loaders of the real WBC datasets and of user-held folders, all cropped by :mod:`.crops`.
+"""Loaders of the real WBC datasets, all cropped by :mod:`.crops`.
 
 Fetched datasets live under the data root as extracted by :mod:`wbcdata.fetch`
 (``<root>/<archive>/...``, paths inside the archive without GitHub's top folder):
@@ -23,27 +23,12 @@ Fetched datasets live under the data root as extracted by :mod:`wbcdata.fetch`
   erythroblast, ig, platelet) and hidden files (macOS ``.DS_*``) are skipped and counted.
   Classification only (mask None); the crop box comes from the training-free detector.
 
-``folder`` (user-held copies of LISC, ALL-IDB, Raabin-WBC, ...): set ``$WBC_FOLDER_DATASET`` to a
-folder laid out as::
-
-    <folder>/images/<id>.<png|jpg|jpeg|bmp|tif|tiff>   one WBC image each (RGB or grey)
-    <folder>/masks/<id>.png                           optional, same size as the image
-    <folder>/labels.csv                               optional, header "id,class"
-
-Mask encoding: single-channel (RGB is read as grey). If its maximum is <= 2 the values are the
-benchmark codes (0 background, 1 cytoplasm, 2 nucleus); otherwise grey levels, thresholded at
->= 64 WBC and >= 192 nucleus (0/128/255 as in Zheng; note a binary 0/255 mask reads as all
-nucleus: write whole-cell masks as 0/128, or describe them in a ``dataset.json``). ``class`` is one
-of CLASSES (any case) or blank (label None). Images with a mask are cropped on the mask box; without
-one, on the detector box (see :mod:`.crops`). Sample ids are ``<domain>/<id>``. A ``dataset.json``
-beside ``images/`` (:mod:`wbcdata.user`, named with ``--dataset NAME=PATH``) gives the mask encoding and
-a class map (:class:`FolderFormat`); several such folders can be used at once.
+User-held folders are read by :mod:`wbcdata.folder`; decoding and cropping are :mod:`wbcdata.reading`.
 """
 from __future__ import annotations
 
 import csv
 import logging
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -52,49 +37,24 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from wbcdata.crops import (
-    DETECTOR_VERSION,
-    MIN_COMPONENT_PX,
-    Box,
-    centre_fallback_box,
-    crop_square,
-    detect_wbc_box,
-    grey_to_codes,
-    mask_box,
-    wbc_components,
-)
-from wbcdata.datasets import register_dataset
-from core.sample import CLASSES, MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS, Sample
 from core.errors import BenchmarkError
+from core.sample import CLASSES, MASK_BACKGROUND, Sample
+from wbcdata.crops import MIN_COMPONENT_PX, Box, mask_box, wbc_components
+from wbcdata.reading import (CACHE_VERSION, DETECTED_CACHE_VERSION, IMAGE_SUFFIXES, Record, crop_sample, detected_box,
+                             read_mask_codes, read_rgb, relative)
+from wbcdata.registry import register_dataset
 
 log = logging.getLogger(__name__)
 
 ZHENG_DIR, BCCD_MASKS_DIR, BCCD_VOC_DIR, PBC_DIR = "zheng", "bccd_masks", "bccd_voc", "pbc"
 """Folder of each archive under the data root; the fetcher extracts into these names."""
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VOC_MATCH_IOU = 0.3
 ZHENG_LICENCE = "GPL-3.0 (acknowledge Jiangxi Tecom and the CellaVision blog)"
 ZHENG_CITATION = ("Zheng X, Wang Y, Wang G, Liu J. Fast and robust segmentation of white blood cell images by "
                   "self-supervised learning. Micron 107:55-71 (2018)")
-CACHE_VERSION = "v1"
-"""Bump when the crop rule, thresholds or label rules change: load_dataset caches by it."""
-DETECTED_CACHE_VERSION = f"{CACHE_VERSION}-{DETECTOR_VERSION}"
-"""Cache key of the datasets framed by the detector: a new detector rule never reuses old crops."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """One future sample, before decoding: where its pixels and mask are and its label."""
-
-    id: str
-    image: Path
-    mask: Path | None
-    label: int | None
-    box: Box | None = None
-    """Set where the inventory already knows the WBC box (BCCD components)."""
 
 
 @dataclass
@@ -112,43 +72,6 @@ class Inventory:
     def class_counts(self) -> dict[str, int]:
         counts = Counter(CLASSES[r.label] for r in self.records if r.label is not None)
         return {name: counts.get(name, 0) for name in CLASSES}
-
-
-# ---------------------------------------------------------------- decoding helpers
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image as HxWx3 uint8 RGB, or raise a BenchmarkError naming the file."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise BenchmarkError(f"{path}: unreadable image ({e})") from e
-
-
-def read_mask_codes(
-    path: Path, image_shape: tuple[int, ...], image_path: Path, *, codes_ok: bool = False, raw: bool = False
-) -> np.ndarray:
-    """Decode a grey (or RGB) mask as codes {0,1,2}: thresholded grey levels, or taken as is when
-    ``codes_ok`` and its maximum is <= 2; with ``raw`` the grey levels themselves (a user folder's
-    descriptor says what they mean). Its size must match the image's."""
-    try:
-        with Image.open(path) as im:
-            grey = np.asarray(im.convert("L"))
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-        raise BenchmarkError(f"{path}: unreadable mask ({e})") from e
-    if grey.shape != tuple(image_shape[:2]):
-        raise BenchmarkError(
-            f"{path}: mask is {grey.shape[1]}x{grey.shape[0]} px but image {image_path} is "
-            f"{image_shape[1]}x{image_shape[0]} px"
-        )
-    if raw or (codes_ok and grey.max() <= 2):
-        return grey.copy()
-    return grey_to_codes(grey)
-
-
-def _relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
 
 
 def _require_dir(path: Path, dataset: str) -> None:
@@ -172,14 +95,6 @@ def _log_inventory(inv: Inventory, n_samples: int) -> None:
         log.warning("%s: skipped %d: %s", inv.dataset, n, reason)
     for reason, n in sorted(inv.unlabelled.items()):
         log.warning("%s: %d kept with label None: %s", inv.dataset, n, reason)
-
-
-def _crop_sample(
-    rec: Record, root: Path, size: int, dataset: str, domain: str, image: np.ndarray,
-    codes: np.ndarray | None, box: Box, how: str,
-) -> Sample:
-    img, mask = crop_square(image, codes, box, size)
-    return Sample(rec.id, img, mask, rec.label, dataset, domain, _relative(rec.image, root), {"box": how})
 
 
 # ---------------------------------------------------------------- Zheng et al. 2018
@@ -214,7 +129,7 @@ def zheng_inventory(root: Path, which: int) -> Inventory:
         labels = _zheng_labels(label_file)
     else:
         labels = {}
-        inv.notes.append(f"{_relative(label_file, root)} missing: every sample unlabelled")
+        inv.notes.append(f"{relative(label_file, root)} missing: every sample unlabelled")
     images = {p.stem: p for p in folder.glob("*.bmp")}
     masks = {p.stem: p for p in folder.glob("*.png")}
     if masks.keys() - images.keys():
@@ -241,7 +156,7 @@ def _load_zheng(root: Path, size: int, which: int) -> list[Sample]:
         if box is None:
             inv.skipped["mask without WBC pixels"] += 1
             continue
-        samples.append(_crop_sample(rec, root, size, inv.dataset, inv.dataset, image, codes, box, "mask"))
+        samples.append(crop_sample(rec, root, size, inv.dataset, inv.dataset, image, codes, box, "mask"))
     _log_inventory(inv, len(samples))
     return samples
 
@@ -347,7 +262,7 @@ def bccd_inventory(
     labels = _bccd_labels(label_file) if label_file.exists() else {}
     inv = Inventory("bccd", [], 0, 0)
     if not label_file.exists():
-        inv.notes.append(f"{_relative(label_file, root)} missing: every crop unlabelled")
+        inv.notes.append(f"{relative(label_file, root)} missing: every crop unlabelled")
     voc_dir = root / BCCD_VOC_DIR / "BCCD" / "Annotations"
     voc = Counter()
     specks = 0
@@ -409,7 +324,7 @@ def bccd_inventory(
             f"VOC WBC boxes have no mask component; {voc['images without VOC annotation']} images have no VOC file"
         )
     elif cross_check:
-        inv.notes.append(f"{_relative(voc_dir, root)} missing: VOC cross-check not done")
+        inv.notes.append(f"{relative(voc_dir, root)} missing: VOC cross-check not done")
     return _require_records(inv, img_dir)
 
 
@@ -427,7 +342,7 @@ def load_bccd(root: Path, size: int) -> list[Sample]:
     def crop_wbcs(image_path: Path, codes: np.ndarray, records: list[Record]) -> None:
         image = read_rgb(image_path)
         for rec in records:
-            samples.append(_crop_sample(rec, root, size, "bccd", "bccd", image, codes, rec.box, "mask_component"))
+            samples.append(crop_sample(rec, root, size, "bccd", "bccd", image, codes, rec.box, "mask_component"))
 
     _log_inventory(bccd_inventory(root, on_image=crop_wbcs, cross_check=False), len(samples))
     return samples
@@ -466,13 +381,6 @@ def pbc_inventory(root: Path) -> Inventory:
     return _require_records(inv, base)
 
 
-def _detected_box(image: np.ndarray) -> tuple[Box, str]:
-    box = detect_wbc_box(image)
-    if box is None:
-        return centre_fallback_box(*image.shape[:2]), "centre_fallback"
-    return box, "detected"
-
-
 @register_dataset(
     "pbc", domains=("pbc",), fetched=True, cache_version=DETECTED_CACHE_VERSION,
     licence="CC-BY-4.0",
@@ -485,8 +393,8 @@ def load_pbc(root: Path, size: int) -> list[Sample]:
     samples = []
     for rec in inv.records:
         image = read_rgb(rec.image)
-        box, how = _detected_box(image)
-        samples.append(_crop_sample(rec, root, size, "pbc", "pbc", image, None, box, how))
+        box, how = detected_box(image)
+        samples.append(crop_sample(rec, root, size, "pbc", "pbc", image, None, box, how))
     _log_inventory(inv, len(samples))
     fallbacks = sum(s.meta["box"] == "centre_fallback" for s in samples)
     if fallbacks:
@@ -494,130 +402,3 @@ def load_pbc(root: Path, size: int) -> list[Sample]:
     return samples
 
 
-# ---------------------------------------------------------------- user-held folders
-
-
-def normalise_label(text: str) -> str:
-    """How a user label is compared: case and runs of spaces, dashes or underscores do not matter."""
-    return re.sub(r"[\s_-]+", " ", text.strip().lower())
-
-
-@dataclass(frozen=True)
-class FolderFormat:
-    """How a user folder encodes its masks and labels (its ``dataset.json``; the defaults are the
-    documented layout), so one loader serves every lab's conventions.
-
-    ``mask_values`` maps ``background``/``cytoplasm``/``nucleus`` (or ``background``/``wbc`` for a
-    whole-cell mask) to grey levels; each pixel takes the part of the nearest listed level (JPEG noise
-    and edge interpolation do not matter). None: codes 0/1/2 as is, else grey 0/128/255 thresholded.
-    ``class_map`` maps a normalised user label to one of CLASSES, or to None to drop its images."""
-
-    mask_values: dict[str, int] | None = None
-    class_map: dict[str, str | None] = field(default_factory=dict)
-
-    def codes(self, grey: np.ndarray) -> np.ndarray:
-        """Benchmark mask codes {0,1,2} of a grey mask (a whole-cell mask gives 0/1: no nucleus)."""
-        parts = {"background": MASK_BACKGROUND, "cytoplasm": MASK_CYTOPLASM, "wbc": MASK_CYTOPLASM, "nucleus": MASK_NUCLEUS}
-        levels = sorted(self.mask_values.items(), key=lambda kv: kv[1])
-        nearest = np.abs(grey[..., None].astype(np.int16) - np.array([v for _, v in levels], np.int16)).argmin(-1)
-        return np.array([parts[k] for k, _ in levels], np.uint8)[nearest]
-
-    def label(self, raw: str, where: str) -> tuple[int | None, str | None]:
-        """(class index or None, dropped user label or None) of one labels.csv cell."""
-        name = normalise_label(raw)
-        if not name:
-            return None, None
-        if name in self.class_map:
-            target = self.class_map[name]
-            return (None, name) if target is None else (CLASSES.index(target), None)
-        if name in CLASSES:
-            return CLASSES.index(name), None
-        mapped = f", or map it in dataset.json's class_map ({', '.join(sorted(self.class_map))})" if self.class_map else \
-            "; map it onto one (or to null to drop it) in a dataset.json class_map"
-        raise BenchmarkError(f"{where}: unknown class {name!r}; known: {', '.join(CLASSES)}{mapped}")
-
-
-def folder_labels(path: Path, fmt: FolderFormat = FolderFormat()) -> tuple[dict[str, int | None], dict[str, str]]:
-    """``labels.csv`` (``id,class``): id -> class index or None, and id -> user label for the ids whose
-    class the class map drops."""
-    labels: dict[str, int | None] = {}
-    dropped: dict[str, str] = {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not {"id", "class"} <= set(reader.fieldnames or ()):
-            raise BenchmarkError(f"{path}: expected a header 'id,class', found {reader.fieldnames}")
-        for line_no, row in enumerate(reader, start=2):
-            rid = (row["id"] or "").strip()
-            labels[rid], drop = fmt.label(row["class"] or "", f"{path}: line {line_no}")
-            if drop is not None:
-                dropped[rid] = drop
-    return labels, dropped
-
-
-def load_folder(path: Path, size: int, domain: str, *, dataset: str = "folder",
-                fmt: FolderFormat = FolderFormat()) -> list[Sample]:
-    """Samples from a user-held folder in the layout of the module docstring; images whose class the
-    class map drops are left out and counted per user label in the log."""
-    path = Path(path)
-    images_dir = path / "images"
-    if not images_dir.is_dir():
-        raise BenchmarkError(f"folder dataset {path}: no images/ folder (layout: images/, optional masks/, labels.csv)")
-    label_file = path / "labels.csv"
-    labels, dropped = folder_labels(label_file, fmt) if label_file.exists() else ({}, {})
-    images = sorted(p for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise BenchmarkError(f"folder dataset {path}: images/ holds no {'/'.join(IMAGE_SUFFIXES)} files")
-    stems = [p.stem for p in images]
-    if len(set(stems)) != len(stems):
-        dup = next(s for s in stems if stems.count(s) > 1)
-        raise BenchmarkError(f"folder dataset {path}: two images share the id {dup!r}")
-    unmatched = labels.keys() - set(stems)
-    if unmatched:
-        log.warning("%s: %d rows of %s name no image (e.g. %s)", domain, len(unmatched), label_file, sorted(unmatched)[0])
-    samples, stats, drops = [], Counter(), Counter()
-    for image_path in images:
-        if image_path.stem in dropped:
-            drops[dropped[image_path.stem]] += 1
-            continue
-        image = read_rgb(image_path)
-        mask_path = path / "masks" / f"{image_path.stem}.png"
-        codes = _folder_mask(mask_path, image.shape, image_path, fmt) if mask_path.exists() else None
-        if codes is not None:
-            box, how = mask_box(codes != MASK_BACKGROUND), "mask"
-            if box is None:
-                stats["skipped: mask without WBC pixels"] += 1
-                continue
-        else:
-            box, how = _detected_box(image)
-        label = labels.get(image_path.stem)
-        stats[f"box from {how}"] += 1
-        stats["unlabelled"] += label is None
-        rec = Record(f"{domain}/{image_path.stem}", image_path, mask_path if codes is not None else None, label)
-        samples.append(_crop_sample(rec, path, size, dataset, domain, image, codes, box, how))
-    log.info("%s (%s): %d samples; %s", domain, path, len(samples), dict(stats))
-    if drops:
-        log.warning("%s: dropped by the class map: %s", domain, ", ".join(f"{n} {k!r}" for k, n in sorted(drops.items())))
-    if not samples:
-        raise BenchmarkError(f"folder dataset {path}: no usable images ({dict(stats)}; dropped by the class map: {dict(drops)})")
-    return samples
-
-
-def _folder_mask(path: Path, image_shape: tuple[int, ...], image_path: Path, fmt: FolderFormat) -> np.ndarray:
-    if fmt.mask_values is None:
-        return read_mask_codes(path, image_shape, image_path, codes_ok=True)
-    return fmt.codes(read_mask_codes(path, image_shape, image_path, raw=True))
-
-
-@register_dataset(
-    "folder", domains=("folder",), fetched=False, cache_version=DETECTED_CACHE_VERSION,
-    description="user-held data (LISC, ALL-IDB, Raabin, ...) in the documented folder layout at $WBC_FOLDER_DATASET",
-)
-def load_folder_dataset(root: Path, size: int) -> list[Sample]:
-    where = os.environ.get("WBC_FOLDER_DATASET")
-    if not where:
-        raise BenchmarkError(
-            "dataset 'folder' reads its path from $WBC_FOLDER_DATASET, which is not set; point it at a folder "
-            "with images/, optional masks/ and labels.csv (see wbcdata/real.py), or name it with "
-            "--dataset NAME=PATH (wbcdata/user.py)"
-        )
-    return load_folder(Path(where), size, "folder")

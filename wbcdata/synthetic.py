@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from wbcdata.datasets import register_dataset
+from wbcdata.registry import register_dataset
 from core.sample import CLASSES, MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS, Sample
 from core.errors import BenchmarkError
 

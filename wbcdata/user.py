@@ -5,7 +5,7 @@ A folder is named with ``--dataset NAME=PATH`` (any CLI command that loads data)
 environment, so every process registers the same datasets (as :mod:`core.plugins` does for plugins).
 ``--dataset PATH`` alone takes the name from the folder's ``dataset.json``.
 
-The folder has the layout of :func:`wbcdata.real.load_folder` (``images/``, optional ``masks/`` and
+The folder has the layout of :func:`wbcdata.folder.load_folder` (``images/``, optional ``masks/`` and
 ``labels.csv``) and optionally a ``dataset.json`` (in the spirit of nnU-Net's), every field optional::
 
     {"name": "mylab", "domain": "mylab_wright", "description": "...",
@@ -29,8 +29,9 @@ from pathlib import Path
 
 from core.errors import BenchmarkError
 from core.sample import CLASSES, Sample
-from wbcdata.datasets import DATASETS, DatasetSpec, dataset_spec, load_dataset
-from wbcdata.real import DETECTED_CACHE_VERSION, FolderFormat, folder_labels, load_folder, normalise_label
+from wbcdata.folder import FolderFormat, folder_labels, load_folder, normalise_label
+from wbcdata.reading import DETECTED_CACHE_VERSION
+from wbcdata.registry import DATASETS, DatasetSpec
 
 DESCRIPTOR = "dataset.json"
 ENV_VAR = "WBC_DATASETS"
@@ -224,23 +225,3 @@ def label_report(desc: Descriptor) -> dict:
     mapped = {k: v for k, v in desc.fmt.class_map.items() if v is not None and k != v}
     return {"labels_csv": True, "classes": {c: kept[c] for c in CLASSES if kept[c]}, "mapped": mapped,
             "dropped": dict(sorted(drops.items()))}
-
-
-def report_lines(name: str, size: int) -> list[str]:
-    """The data report of a user dataset (``python -m benchmark data --dataset``): decodes and caches its
-    crops, so a bad file fails here, and says what the class map did."""
-    spec = dataset_spec(name)
-    desc = read_descriptor(Path(spec.path), name)
-    samples = load_dataset(name, size=size)
-    counts = Counter(CLASSES[s.label] for s in samples if s.label is not None)
-    labels = label_report(desc)
-    dropped = ", ".join(f"{n} '{k}'" for k, n in labels["dropped"].items()) or "none"
-    mapped = ", ".join(f"'{k}' -> {v}" for k, v in labels["mapped"].items()) or "none"
-    return [
-        f"== {name} (user folder {spec.path}, domain {desc.domain}, version {spec.cache_version})",
-        f"  samples (WBC crops) {len(samples)}, with a mask {sum(s.mask is not None for s in samples)}",
-        "  classes: " + ", ".join(f"{c} {counts[c]}" for c in CLASSES)
-        + f"; label None {sum(s.label is None for s in samples)}",
-        f"  class map: {mapped}; dropped: {dropped}",
-        f"  licence: {desc.licence or 'not given'}; citation: {desc.citation or 'not given'}",
-    ]

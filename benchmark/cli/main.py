@@ -11,7 +11,7 @@ from core.errors import BenchmarkError
 
 
 def _cmd_data(rest: list[str]) -> int:
-    from wbcdata.fetch import main_data
+    from benchmark.cli.data import main_data
 
     return main_data(rest)
 
@@ -25,7 +25,7 @@ def _cmd_protocols(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise BenchmarkError("protocols show needs a protocol name, e.g. `protocols show cross_stain --seed 0`")
-    from benchmark.protocol_summary import describe_split
+    from benchmark.cli.protocols import describe_split
     from protocols.resolve import load_by_domain, resolve_splits, select
 
     extension, sources = select(args.name, _names(args.sources, []) or None, _names(args.targets, []))
