@@ -295,21 +295,16 @@ def bccd_inventory(
         inv.records += records
         if on_image is not None:
             on_image(image_path, codes, records)
-        if not cross_check:
-            continue
-        voc_path = voc_dir / f"BloodImage_{number}.xml"
-        if voc_path.exists():
-            voc_boxes = _voc_wbc_boxes(voc_path)
-            voc["components matching a VOC WBC box"] += sum(
-                any(_iou(b, v) >= VOC_MATCH_IOU for v in voc_boxes) for b in boxes
-            )
-            voc["components"] += len(boxes)
-            voc["VOC WBC boxes without a mask component"] += sum(
-                not any(_iou(b, v) >= VOC_MATCH_IOU for b in boxes) for v in voc_boxes
-            )
-        else:
-            voc["images without VOC annotation"] += 1
-    absent = sorted(set(labels) - numbers_seen)
+        if cross_check:
+            _count_voc_matches(voc, voc_dir / f"BloodImage_{number}.xml", boxes)
+    _bccd_notes(inv, sorted(set(labels) - numbers_seen), specks)
+    if cross_check:
+        inv.notes.append(_voc_note(voc, voc_dir, root))
+    return _require_records(inv, img_dir)
+
+
+def _bccd_notes(inv: Inventory, absent: list[int], specks: int) -> None:
+    """Label rows naming no image, WBC components per image, and the specks the masks lost."""
     if absent:
         inv.notes.append(f"{len(absent)} rows of labels.csv name no image present (e.g. {absent[0]})")
     per_image = Counter(Counter(r.image for r in inv.records).values())
@@ -317,15 +312,27 @@ def bccd_inventory(
         "WBC components per image: " + ", ".join(f"{n} WBC: {c} images" for n, c in sorted(per_image.items()))
         + f"; {specks} mask specks < {MIN_COMPONENT_PX} px removed"
     )
-    if cross_check and voc_dir.is_dir():
-        inv.notes.append(
-            f"VOC cross-check (IoU >= {VOC_MATCH_IOU}): {voc['components matching a VOC WBC box']} of "
+
+
+def _count_voc_matches(voc: Counter, voc_path: Path, boxes: list[Box]) -> None:
+    """Add one image's mask components and VOC WBC boxes to the cross-check counts."""
+    if not voc_path.exists():
+        voc["images without VOC annotation"] += 1
+        return
+    voc_boxes = _voc_wbc_boxes(voc_path)
+    voc["components matching a VOC WBC box"] += sum(any(_iou(b, v) >= VOC_MATCH_IOU for v in voc_boxes) for b in boxes)
+    voc["components"] += len(boxes)
+    voc["VOC WBC boxes without a mask component"] += sum(
+        not any(_iou(b, v) >= VOC_MATCH_IOU for b in boxes) for v in voc_boxes
+    )
+
+
+def _voc_note(voc: Counter, voc_dir: Path, root: Path) -> str:
+    if not voc_dir.is_dir():
+        return f"{relative(voc_dir, root)} missing: VOC cross-check not done"
+    return (f"VOC cross-check (IoU >= {VOC_MATCH_IOU}): {voc['components matching a VOC WBC box']} of "
             f"{voc['components']} components match a VOC WBC box; {voc['VOC WBC boxes without a mask component']} "
-            f"VOC WBC boxes have no mask component; {voc['images without VOC annotation']} images have no VOC file"
-        )
-    elif cross_check:
-        inv.notes.append(f"{relative(voc_dir, root)} missing: VOC cross-check not done")
-    return _require_records(inv, img_dir)
+            f"VOC WBC boxes have no mask component; {voc['images without VOC annotation']} images have no VOC file")
 
 
 @register_dataset(

@@ -20,13 +20,12 @@ fine textures and the sensor noise are drawn per size).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from wbcdata.registry import register_dataset
+from wbcdata.smear_fields import blur, capsule_sdf, coverage, disc_sdf, dist, ellipse_sdf, grid, rotate, sensor_noise, texture
 from core.sample import CLASSES, MASK_BACKGROUND, MASK_CYTOPLASM, MASK_NUCLEUS, Sample
 from core.errors import BenchmarkError
 
@@ -126,98 +125,18 @@ class SmearGeometry:
         return self.concentration[..., 1]
 
 
-@lru_cache(maxsize=8)
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates (y, x), computed once per size."""
-    axis = np.arange(size, dtype=np.float32) + 0.5
-    return axis[:, None].repeat(size, 1), axis[None, :].repeat(size, 0)
-
-
-@lru_cache(maxsize=32)
-def _texture_tile(size: int, sigma: float) -> np.ndarray:
-    """A fixed 4x-size tile of zero-mean, unit-std band-limited noise (``sigma`` in pixels).
-
-    Filtering fresh noise per image costs more than the whole rest of a smear, so textures
-    (chromatin, granules, plasma) are random-offset crops of one tile per (size, sigma).
-    """
-    rng = np.random.default_rng([size, int(sigma * 1000)])
-    field = ndimage.gaussian_filter(rng.standard_normal((4 * size, 4 * size)).astype(np.float32), sigma, mode="wrap")
-    return field / field.std()
-
-
-def _texture(rng: np.random.Generator, size: int, sigma: float, shape: tuple[int, int]) -> np.ndarray:
-    tile = _texture_tile(size, round(sigma, 3))
-    oy, ox = rng.integers(0, tile.shape[0] - shape[0] + 1), rng.integers(0, tile.shape[1] - shape[1] + 1)
-    return tile[oy : oy + shape[0], ox : ox + shape[1]]
-
-
-@lru_cache(maxsize=8)
-def _sensor_noise_tile(size: int) -> np.ndarray:
-    return np.random.default_rng([size, 0x5EED]).standard_normal((4 * size, 4 * size, 3), dtype=np.float32)
-
-
-def _sensor_noise(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Unit white noise for a ``size`` crop: a random-offset crop of a fixed tile (drawing fresh
-    normals costs as much as rendering)."""
-    tile = _sensor_noise_tile(size)
-    oy, ox = rng.integers(0, 3 * size + 1, 2)
-    return tile[oy : oy + size, ox : ox + size]
-
-
-def _dist(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """Euclidean length; ``np.hypot`` is several times slower and its overflow care is not needed here."""
-    return np.sqrt(dy * dy + dx * dx)
-
-
-def _coverage(sdf: np.ndarray, width: float) -> np.ndarray:
-    """Anti-aliased inside-ness (1 inside, 0 outside) of a signed distance; > 0.5 exactly where sdf < 0."""
-    out = 0.5 - sdf * (1.0 / width)
-    return np.minimum(np.maximum(out, 0.0, out=out), 1.0, out=out)
-
-
-def _disc_sdf(y: np.ndarray, x: np.ndarray, cy: float, cx: float, r: float) -> np.ndarray:
-    return _dist(y - cy, x - cx) - r
-
-
-def _ellipse_sdf(u: np.ndarray, v: np.ndarray, cu: float, cv: float, a: float, b: float) -> np.ndarray:
-    """Approximate signed distance of an axis-aligned ellipse (exact on the axes; good enough for shading)."""
-    return (_dist((u - cu) / a, (v - cv) / b) - 1.0) * min(a, b)
-
-
-def _capsule_sdf(y: np.ndarray, x: np.ndarray, p: tuple[float, float], q: tuple[float, float], r: float) -> np.ndarray:
-    """Signed distance to a thick segment p-q: the chromatin strand joining nuclear lobes."""
-    dy, dx = q[0] - p[0], q[1] - p[1]
-    t = np.clip(((y - p[0]) * dy + (x - p[1]) * dx) / (dy * dy + dx * dx + 1e-9), 0.0, 1.0)
-    return _dist(y - p[0] - t * dy, x - p[1] - t * dx) - r
-
-
-def _rotate(y: np.ndarray, x: np.ndarray, cy: float, cx: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cell-local coordinates (u along the cell's random axis, v across), origin at the cell centre."""
-    c, s = np.cos(angle), np.sin(angle)
-    dy, dx = y - cy, x - cx
-    return dx * c + dy * s, -dx * s + dy * c
-
-
-def _blur(a: np.ndarray) -> np.ndarray:
-    """Separable [1, 2, 1] / 4 blur of an HxWxC array (Gaussian sigma ~0.7 px), edges replicated: optical blur."""
-    p = np.concatenate([a[:1], a, a[-1:]], axis=0)
-    a = 0.25 * (p[:-2] + p[2:]) + 0.5 * p[1:-1]
-    p = np.concatenate([a[:, :1], a, a[:, -1:]], axis=1)
-    return 0.25 * (p[:, :-2] + p[:, 2:]) + 0.5 * p[:, 1:-1]
-
-
 def _nucleus_sdf(label: int, u: np.ndarray, v: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
     """Class-dependent nucleus shape in cell-local coordinates (u, v), lengths scaled by the cell radius."""
     R = radius
     if label == LYMPHOCYTE:  # round, fills most of the cell (high N:C ratio), slightly eccentric
         off = rng.uniform(0.0, 0.08) * R
-        return _ellipse_sdf(u, v, off, 0.0, rng.uniform(0.76, 0.84) * R, rng.uniform(0.70, 0.78) * R)
+        return ellipse_sdf(u, v, off, 0.0, rng.uniform(0.76, 0.84) * R, rng.uniform(0.70, 0.78) * R)
     if label == MONOCYTE:  # kidney / bean: an ellipse with a notch bitten out of one long side
         a, b = rng.uniform(0.66, 0.74) * R, rng.uniform(0.48, 0.56) * R
         cv = rng.uniform(0.05, 0.15) * R
-        body = _ellipse_sdf(u, v, 0.0, cv, a, b)
+        body = ellipse_sdf(u, v, 0.0, cv, a, b)
         notch_v, notch_u = cv - b * rng.uniform(1.3, 1.5), rng.uniform(-0.15, 0.15) * R
-        notch = _disc_sdf(v, u, notch_v, notch_u, rng.uniform(0.45, 0.55) * R)
+        notch = disc_sdf(v, u, notch_v, notch_u, rng.uniform(0.45, 0.55) * R)
         return np.maximum(body, -notch)
     if label == NEUTROPHIL:  # 3-5 lobes on a C-shaped arc joined by thin strands
         n = int(rng.choice([3, 4, 5], p=[0.45, 0.4, 0.15]))
@@ -227,22 +146,22 @@ def _nucleus_sdf(label: int, u: np.ndarray, v: np.ndarray, radius: float, rng: n
         centres = [(arc * np.sin(t), arc * np.cos(t) - 0.15 * R) for t in angles]  # (v, u)
         sdf = None
         for cv_, cu_ in centres:
-            lobe = _ellipse_sdf(u, v, cu_, cv_, rng.uniform(0.24, 0.30) * R, rng.uniform(0.20, 0.26) * R)
+            lobe = ellipse_sdf(u, v, cu_, cv_, rng.uniform(0.24, 0.30) * R, rng.uniform(0.20, 0.26) * R)
             sdf = lobe if sdf is None else np.minimum(sdf, lobe)
         for (v0, u0), (v1, u1) in zip(centres[:-1], centres[1:]):
-            sdf = np.minimum(sdf, _capsule_sdf(v, u, (v0, u0), (v1, u1), rng.uniform(0.04, 0.06) * R))
+            sdf = np.minimum(sdf, capsule_sdf(v, u, (v0, u0), (v1, u1), rng.uniform(0.04, 0.06) * R))
         return sdf
     if label == EOSINOPHIL:  # bilobed ("spectacles"), lobes joined by a strand
         half = rng.uniform(0.30, 0.38) * R
         bend = rng.uniform(0.0, 0.12) * R
         r0, r1 = rng.uniform(0.24, 0.30, 2) * R
-        sdf = np.minimum(_disc_sdf(v, u, bend, -half, r0), _disc_sdf(v, u, bend, half, r1))
-        return np.minimum(sdf, _capsule_sdf(v, u, (bend, -half), (bend, half), 0.06 * R))
+        sdf = np.minimum(disc_sdf(v, u, bend, -half, r0), disc_sdf(v, u, bend, half, r1))
+        return np.minimum(sdf, capsule_sdf(v, u, (bend, -half), (bend, half), 0.06 * R))
     # BASOPHIL: irregular, weakly lobed nucleus (mostly hidden by granules)
     sdf = None
     for _ in range(int(rng.integers(2, 4))):
         cu_, cv_ = rng.uniform(-0.25, 0.25, 2) * R
-        blob = _disc_sdf(v, u, cv_, cu_, rng.uniform(0.28, 0.36) * R)
+        blob = disc_sdf(v, u, cv_, cu_, rng.uniform(0.28, 0.36) * R)
         sdf = blob if sdf is None else np.minimum(sdf, blob)
     return sdf
 
@@ -254,7 +173,7 @@ def _add_red_cells(eosin: np.ndarray, size: int, wbc: tuple[float, float, float]
     other so they overlap only slightly (the monolayer of a good smear). Each disc is drawn
     in its bounding box only.
     """
-    y, x = _grid(size)
+    y, x = grid(size)
     cy, cx, wr = wbc
     n_candidates = 80
     radii = _RBC_RADIUS * size * rng.uniform(0.88, 1.1, n_candidates)
@@ -281,7 +200,7 @@ def _add_red_cells(eosin: np.ndarray, size: int, wbc: tuple[float, float, float]
         d = np.sqrt(d2)
         depth, width, density = 0.55 + 0.25 * shade[i, 0], 0.4 + 0.15 * shade[i, 1], 0.85 + 0.3 * shade[i, 2]
         profile = 1.0 - depth * np.exp(d2 * d2 * (-1.0 / width**4)) + 0.3 * np.exp(((d - 0.88) * 10.0) ** 2 * -1.0)
-        eosin[box] += (_RBC_EOSIN * density) * _coverage((d - 1.0) * r, 1.2 * size / 128) * profile
+        eosin[box] += (_RBC_EOSIN * density) * coverage((d - 1.0) * r, 1.2 * size / 128) * profile
 
 
 def _check(size: int, label: int) -> None:
@@ -297,7 +216,7 @@ def _wobble(u: np.ndarray, v: np.ndarray, label: int, rng: np.random.Generator) 
     cos/sin of k*theta come from the angle-addition recurrence on u/r, v/r (arctan2 + cos on
     the grid cost more than the rest of the cell).
     """
-    r = _dist(u, v) + 1e-6
+    r = dist(u, v) + 1e-6
     c1, s1 = u / r, v / r
     ck, sk = c1, s1
     out = np.ones_like(u)
@@ -306,6 +225,33 @@ def _wobble(u: np.ndarray, v: np.ndarray, label: int, rng: np.random.Generator) 
         amp, phase = rng.uniform(0.0, 0.05 if label == MONOCYTE else 0.03), rng.uniform(0, 2 * np.pi)
         out += amp * (ck * np.cos(phase) - sk * np.sin(phase))
     return out
+
+
+def _granules_and_vacuoles(label: int, hema: np.ndarray, eosin: np.ndarray,
+                           parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                           frame: tuple[np.ndarray, np.ndarray, float, float, float], size: int,
+                           rng: np.random.Generator) -> None:
+    """Each class's cytoplasm detail, added in place to the hematoxylin and eosin fields of its window;
+    ``parts``: the cell, cytoplasm and nucleus coverages and the fine texture; ``frame``: the cell-local
+    axes, the radius, the edge width and the pixel scale."""
+    cell, cyto, nucleus, fine = parts
+    u, v, radius, edge, px = frame
+    ch, ce = _CYTOPLASM[label]
+    if label == EOSINOPHIL:  # dense, round red-orange granules filling the cytoplasm
+        eosin += cell * (0.6 + 0.4 * np.clip(fine, -1.0, 1.0)) * 0.7 * (1.0 - 0.5 * nucleus)
+    elif label == BASOPHIL:  # coarse dark granules over the whole cell, obscuring the nucleus
+        granules = cell * np.clip((texture(rng, size, 1.6 * px, u.shape) + 0.2) * 1.2, 0.0, 1.0)
+        hema += granules * 1.2
+        eosin += granules * 0.25
+    elif label == NEUTROPHIL:  # fine neutral granulation
+        eosin += cyto * np.clip(fine - 1.0, 0.0, 1.0) * 0.12
+    elif label == MONOCYTE:  # a few vacuoles
+        for _ in range(int(rng.integers(0, 4))):
+            vr, va = rng.uniform(0.55, 0.85) * radius, rng.uniform(0, 2 * np.pi)
+            hole = disc_sdf(u, v, vr * np.cos(va), vr * np.sin(va), rng.uniform(0.05, 0.09) * radius)
+            vac = cyto * coverage(hole, edge)
+            hema -= vac * ch * 0.7
+            eosin -= vac * ce * 0.7
 
 
 def make_geometry(seed: int, size: int, label: int) -> SmearGeometry:
@@ -325,11 +271,11 @@ def make_geometry(seed: int, size: int, label: int) -> SmearGeometry:
         slice(max(0, int(cy - half)), min(size, int(np.ceil(cy + half)))),
         slice(max(0, int(cx - half)), min(size, int(np.ceil(cx + half)))),
     )
-    y, x = _grid(size)
-    u, v = _rotate(y[win], x[win], cy, cx, angle)
+    y, x = grid(size)
+    u, v = rotate(y[win], x[win], cy, cx, angle)
     shape = u.shape
 
-    cell_sdf = _dist(u, v / stretch) - radius * _wobble(u, v / stretch, label, rng)
+    cell_sdf = dist(u, v / stretch) - radius * _wobble(u, v / stretch, label, rng)
     nuc_sdf = np.maximum(_nucleus_sdf(label, u, v, radius, rng), cell_sdf + 0.07 * radius)
 
     mask = np.full((size, size), MASK_BACKGROUND, dtype=np.uint8)
@@ -337,11 +283,11 @@ def make_geometry(seed: int, size: int, label: int) -> SmearGeometry:
     mask[win][nuc_sdf < 0] = MASK_NUCLEUS
 
     edge = 1.2 * px
-    cell = _coverage(cell_sdf, edge)
-    nucleus = _coverage(nuc_sdf, edge)
+    cell = coverage(cell_sdf, edge)
+    nucleus = coverage(nuc_sdf, edge)
     cyto = cell - nucleus
-    chromatin = _texture(rng, size, 1.3 * px, shape)
-    fine = _texture(rng, size, 0.8 * px, shape)
+    chromatin = texture(rng, size, 1.3 * px, shape)
+    fine = texture(rng, size, 0.8 * px, shape)
 
     ch, ce = _CYTOPLASM[label]
     nh, ne = _NUCLEUS[label]
@@ -350,30 +296,16 @@ def make_geometry(seed: int, size: int, label: int) -> SmearGeometry:
     hema = grain * ch + nucleus * nh * tex
     eosin = grain * ce + nucleus * ne * tex
 
-    if label == EOSINOPHIL:  # dense, round red-orange granules filling the cytoplasm
-        eosin += cell * (0.6 + 0.4 * np.clip(fine, -1.0, 1.0)) * 0.7 * (1.0 - 0.5 * nucleus)
-    elif label == BASOPHIL:  # coarse dark granules over the whole cell, obscuring the nucleus
-        granules = cell * np.clip((_texture(rng, size, 1.6 * px, shape) + 0.2) * 1.2, 0.0, 1.0)
-        hema += granules * 1.2
-        eosin += granules * 0.25
-    elif label == NEUTROPHIL:  # fine neutral granulation
-        eosin += cyto * np.clip(fine - 1.0, 0.0, 1.0) * 0.12
-    elif label == MONOCYTE:  # a few vacuoles
-        for _ in range(int(rng.integers(0, 4))):
-            vr, va = rng.uniform(0.55, 0.85) * radius, rng.uniform(0, 2 * np.pi)
-            hole = _disc_sdf(u, v, vr * np.cos(va), vr * np.sin(va), rng.uniform(0.05, 0.09) * radius)
-            vac = cyto * _coverage(hole, edge)
-            hema -= vac * ch * 0.7
-            eosin -= vac * ce * 0.7
+    _granules_and_vacuoles(label, hema, eosin, (cell, cyto, nucleus, fine), (u, v, radius, edge, px), size, rng)
 
-    plasma = 1.0 + 0.3 * _texture(rng, size, 12.0 * px, (size, size))
+    plasma = 1.0 + 0.3 * texture(rng, size, 12.0 * px, (size, size))
     conc = np.empty((size, size, 2), dtype=np.float32)
     conc[..., 0] = 0.01 * plasma
     conc[..., 1] = _PLASMA_EOSIN * plasma
     conc[win + (0,)] += hema
     conc[win + (1,)] += eosin
     _add_red_cells(conc[..., 1], size, (cy, cx, radius), rng)
-    conc = np.maximum(_blur(conc), 0.0)
+    conc = np.maximum(blur(conc), 0.0)
     return SmearGeometry(seed=seed, label=label, concentration=conc, mask=mask)
 
 
@@ -400,7 +332,7 @@ def render(geometry: SmearGeometry, stain: StainModel | str, noise: float = 1.5)
     image *= np.asarray(model.background, np.float32)
     if noise > 0:
         rng = np.random.default_rng([geometry.seed, geometry.label, 0x5EED])
-        image += noise * _sensor_noise(rng, image.shape[0])
+        image += noise * sensor_noise(rng, image.shape[0])
     image += 0.5  # round half up on the cast below
     return np.clip(image, 0.0, 255.0, out=image).astype(np.uint8)
 
