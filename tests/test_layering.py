@@ -158,3 +158,18 @@ def test_the_circle_check_finds_a_circle(tmp_path, monkeypatch) -> None:
     (tmp_path / "core" / "c.py").write_text("import core.a\n")
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     assert _circles(_graph(sorted((tmp_path / "core").glob("*.py")))) == [["core.a", "core.b"]]
+
+
+def test_reading_results_imports_no_torch_engine_or_models() -> None:
+    """What the import walk says, checked in a fresh process: every module of record, analysis and
+    reports loads without torch, the engine, the model zoo or the protocols."""
+    import subprocess
+    import sys
+
+    readers = sorted(_module(p).removesuffix(".__init__") for room in ("record", "analysis", "reports")
+                     for p in (ROOT / "benchmark" / room).rglob("*.py"))
+    code = (f"import importlib, sys\nfor m in {readers!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'models', 'protocols')"
+            " or m.startswith('benchmark.engine')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
