@@ -189,7 +189,6 @@ class JobRecord:
     """A completed job as every reader sees it: its config, its targets (those scored when it ran,
     then those ``evaluate`` added) and which of them were added."""
 
-    path: Path
     config: JobConfig
     targets: dict[str, TargetResult]
     evaluated: frozenset[str]
@@ -212,7 +211,7 @@ def read_job(job_dir: Path) -> JobRecord:
     merged = {**targets, **evaluated}
     typed = {name: TargetResult.from_json(merged[name], f"{met_path} target '{name}'", name, config.source)
              for name in sorted(merged)}
-    return JobRecord(job_dir, config, typed, frozenset(evaluated))
+    return JobRecord(config, typed, frozenset(evaluated))
 
 
 def completed_job_dirs(out_dir: Path) -> list[Path]:
