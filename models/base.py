@@ -21,11 +21,14 @@ from torch import nn
 @dataclass
 class ModelOutput:
     """``class_logits`` (B, K) or None; ``mask_logits`` (B, C, H, W) at input resolution or None
-    (C = 1: WBC logit; C = 2: WBC and nucleus logits); ``saliency`` (B, 1, h, w) in [0, 1] or None."""
+    (C = 1: WBC logit; C = 2: WBC and nucleus logits); ``saliency`` (B, 1, h, w) in [0, 1] or None;
+    ``features`` (B, D) float or None: the model's pooled image representation, what feature drift
+    (``benchmark.engine.invariance``) compares between a cell and its shifted copy."""
 
     class_logits: torch.Tensor | None
     mask_logits: torch.Tensor | None
     saliency: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
 
 class WBCModel(nn.Module):

@@ -40,8 +40,9 @@ CLASSIFICATION_METRICS: tuple[str, ...] = (
 SEGMENTATION_METRICS: tuple[str, ...] = ("iou", "dice", "pixel_accuracy", "nucleus_iou", "boundary_iou", "hd95")
 """Scalar segmentation metrics; ``hd95`` is in pixels, the others are fractions."""
 
-LOWER_IS_BETTER: frozenset[str] = frozenset({"ece", "hd95"})
-"""The metrics where a smaller value is better (calibration error, boundary distance)."""
+LOWER_IS_BETTER: frozenset[str] = frozenset({"ece", "hd95", "flip_rate", "feature_drift"})
+"""The metrics where a smaller value is better (calibration error, boundary distance, and the
+invariance measures of ``benchmark.record.vocabulary.INVARIANCE_METRICS``: prediction flips and feature drift)."""
 
 ECE_BINS = 15
 """Equal-width confidence bins of the expected calibration error (Guo et al. 2017 use 15)."""

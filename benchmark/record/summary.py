@@ -15,7 +15,7 @@ import pandas as pd
 
 from benchmark.record.atomic import write_text
 from benchmark.record.jobs import JobConfig, completed_job_dirs, env_id, legacy_transform, read_job, require_jobs
-from benchmark.record.vocabulary import IN_DOMAIN, METRICS, NO_SHIFT, PER_CLASS_F1
+from benchmark.record.vocabulary import IN_DOMAIN, INVARIANCE_METRICS, METRICS, NO_SHIFT, PER_CLASS_F1, SELECTION_COLUMNS
 from core.errors import BenchmarkError
 from core.sample import CLASSES
 
@@ -28,13 +28,16 @@ KEY_COLUMNS: tuple[str, ...] = (
 reports read them, never the target's name. ``evaluated``: the target was added after the job ran
 (``evaluate``); such rows appear in the per-domain and severity tables but not in the protocol's
 shifted means or its hypotheses, which stay those of the protocol's own targets."""
-COLUMNS: tuple[str, ...] = KEY_COLUMNS + METRICS + PER_CLASS_F1
+COLUMNS: tuple[str, ...] = KEY_COLUMNS + METRICS + PER_CLASS_F1 + SELECTION_COLUMNS
+LATER_COLUMNS: tuple[str, ...] = INVARIANCE_METRICS + SELECTION_COLUMNS
+"""Columns added after results were first committed: a summary written before them reads them as
+empty (n/a), since the jobs behind it did not measure them."""
 
 _DTYPES = {
     "protocol": str, "model": str, "treatment": str, "display": str, "source": str, "seed": "int64",
     "budget": str, "job_id": str, "split_hash": str, "target": str, "domain": str, "target_kind": str,
     "target_params": str, "severity": "float64",
-    "shifted": bool, "evaluated": bool, "n": "int64", "env_id": str, "code_commit": str, **{m: "float64" for m in METRICS + PER_CLASS_F1},
+    "shifted": bool, "evaluated": bool, "n": "int64", "env_id": str, "code_commit": str, **{m: "float64" for m in METRICS + PER_CLASS_F1 + SELECTION_COLUMNS},
 }
 
 SORT_KEYS: list[str] = ["protocol", "budget", "treatment", "model", "source", "seed", "target", "job_id"]
@@ -100,6 +103,10 @@ def job_rows(job_dir: Path) -> list[dict]:
         per_class = t.metrics.get("per_class") or {}
         for c, col in zip(CLASSES, PER_CLASS_F1):
             row[col] = (per_class.get(c) or {}).get("f1")
+        rules = t.metrics.get("selection") or {}
+        for col in SELECTION_COLUMNS:
+            metric, rule = col.split("__")
+            row[col] = (rules.get(rule) or {}).get(metric)
         rows.append(row)
     return rows
 
@@ -181,6 +188,7 @@ def read_summary(path: Path) -> pd.DataFrame:
         df = df.assign(**pd.DataFrame(derived, index=df.index, columns=["target_kind", "target_params"]))
     if "evaluated" not in df.columns:  # written before `evaluate` existed: every row is the protocol's
         df = df.assign(evaluated=False)
+    df = df.assign(**{c: float("nan") for c in LATER_COLUMNS if c not in df.columns})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise BenchmarkError(f"{path}: missing columns {missing}; rebuild it with `report`")
