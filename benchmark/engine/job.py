@@ -31,6 +31,7 @@ from benchmark.engine.devices import make_deterministic, peak_memory, reset_peak
 from benchmark.engine.environment import environment_record
 from benchmark.engine.explain import can_explain, explain
 from benchmark.engine.plan import ENGINE_VERSION, Job
+from benchmark.engine.selection import ORACLE_EVERY, ORACLE_SHARE, PRIMARY_RULE, OracleRule, score_rules, split_targets
 from benchmark.engine.targets import TargetBuilder
 from benchmark.engine.train import SetPredictions, TrainResult, predict, score_predictions, seed_everything, train
 from benchmark.engine.treatments import FittedTreatment, fit_treatment, treatment_record
@@ -88,12 +89,13 @@ def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Samp
     return result.to_json(), _sample_records(target.name, pred), panel
 
 
-def _train_record(result: TrainResult, eval_seconds: float, device: torch.device) -> dict:
-    """``metrics.json``'s ``train``: the selected epoch, its validation scores, the history, and what it cost."""
+def _train_record(result: TrainResult, eval_seconds: float, device: torch.device, selection: dict) -> dict:
+    """``metrics.json``'s ``train``: the selected epoch, its validation scores, the history, what it
+    cost, and the side-by-side selection rules' settings and cost (``seconds`` includes the oracle's)."""
     return {"best_epoch": result.best_epoch, "val": result.val_metrics, "history": result.history,
             "seconds": round(result.train_seconds, 2), "images_seen": result.images_seen,
             "train_images_per_s": round(result.images_seen / max(result.train_seconds, 1e-9), 1),
-            "eval_seconds": round(eval_seconds, 2), **peak_memory(device).to_dict()}
+            "eval_seconds": round(eval_seconds, 2), "selection": selection, **peak_memory(device).to_dict()}
 
 
 def _write_records(folder: Path, records: list[dict], panel: dict) -> None:
@@ -143,10 +145,15 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         treatment = fit_treatment(job.treatment, [by_id[i].image for i in split.train])
         train_set = ArraySet.from_samples([by_id[i] for i in split.train], f"{split.key} train")
         val_set = ArraySet.from_samples([by_id[i] for i in split.val], f"{split.key} val")
-        result = train(model, train_set.map_images(treatment.preprocess), val_set.map_images(treatment.preprocess),
-                       job.budget, job.seed, task=split.task, device=device, extra_augment=treatment.augment,
-                       progress=progress, desc=f"{display_name(job.model, job.treatment)} {job.source} s{job.seed}")
         builder = builder or TargetBuilder(split, by_id, job.data_versions)
+        held, rest = split_targets({t.name: ArraySet.from_samples(builder.samples(t), f"target {t.name}")
+                                    .map_images(treatment.preprocess) for t in split.targets})
+        oracle = OracleRule(held, split.task, device)
+        train_set = train_set.map_images(treatment.preprocess)
+        result = train(model, train_set, val_set.map_images(treatment.preprocess),
+                       job.budget, job.seed, task=split.task, device=device, extra_augment=treatment.augment,
+                       progress=progress, desc=f"{display_name(job.model, job.treatment)} {job.source} s{job.seed}",
+                       observer=oracle)
         metrics, records, panel = {}, [], {}
         t_eval = time.perf_counter()
         for target in split.targets:
@@ -161,12 +168,19 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         write_json(tmp / "config.json", config.to_json())
         write_json(tmp / "fingerprint.json", {**builder.fingerprint(), "stain_profiles": builder.profiles_used(),
                                                "treatment": treatment_record(treatment)})
-        write_json(tmp / "metrics.json", {"targets": metrics,
-                                          "train": _train_record(result, time.perf_counter() - t_eval, device)})
+        eval_seconds = time.perf_counter() - t_eval
         _write_records(tmp, records, panel)
         write_checkpoint(tmp, model, {"model": job.model, "model_kwargs": job.model_kwargs,
                                       "img_size": job.budget.img_size, "engine_version": ENGINE_VERSION,
                                       "job_id": job.id}, treatment, val_set)
+        t_rules = time.perf_counter()
+        for name, rules in score_rules(model, result, oracle, rest, train_set, job.seed, device).items():
+            metrics[name]["metrics"]["selection"] = rules
+        selection = {"primary": PRIMARY_RULE[job.budget.selection], "oracle_share": ORACLE_SHARE,
+                     "oracle_every": ORACLE_EVERY, "oracle_seconds": round(oracle.seconds, 2),
+                     "scoring_seconds": round(time.perf_counter() - t_rules, 2)}
+        write_json(tmp / "metrics.json", {"targets": metrics,
+                                          "train": _train_record(result, eval_seconds, device, selection)})
         final = out_dir / "jobs" / job.dirname
         _place(tmp, final)
         return final

@@ -17,6 +17,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -55,6 +56,16 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     images_seen: int = 0
+    candidates: dict[str, tuple[int, dict]] = field(default_factory=dict)
+    """The side-by-side selection rules' picks (``benchmark.engine.selection``): ``train_val`` (best
+    validation epoch) and ``last`` -> (epoch, weights); empty for a training-free model."""
+
+
+class EpochObserver(Protocol):
+    """Sees the model after every epoch, and once more after the last one trained (``last=True``),
+    before the selected weights are restored (the oracle rule of ``benchmark.engine.selection``)."""
+
+    def after_epoch(self, epoch: int, model: WBCModel, last: bool = False) -> None: ...
 
 
 def seed_everything(seed: int) -> None:
@@ -162,7 +173,7 @@ def autocast_for(device: torch.device) -> torch.autocast:
 
 def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budget, seed: int, *,
           task: str = "multitask", device: torch.device | None = None, extra_augment: ImageAugment | None = None,
-          progress: bool | None = None, desc: str = "") -> TrainResult:
+          progress: bool | None = None, desc: str = "", observer: EpochObserver | None = None) -> TrainResult:
     """Fit ``model`` under ``budget``; the seed fixes init (set by the caller before building the model),
     data order and the augmentation stream. A non-finite loss stops the run with a BenchmarkError."""
     device = device or resolve_device(None)
@@ -180,7 +191,7 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     train_data, val_data = TensorSet.upload(train_set, device), TensorSet.upload(val_set, device)
     show = (not _quiet()) if progress is None else progress
     bar = tqdm(total=budget.epochs, desc=desc or "train", disable=not show, leave=False)
-    best = (-math.inf, -1, None)
+    best = val_best = (-math.inf, -1, None)
     history: list[dict] = []
     seen, t0, stale = 0, time.perf_counter(), 0
     for epoch in range(budget.epochs):
@@ -204,17 +215,25 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
         history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_score": score})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", val=f"{score:.3f}")
         bar.update(1)
+        if observer is not None:
+            observer.after_epoch(epoch, model)
+        if score > val_best[0]:
+            val_best = (score, epoch, copy.deepcopy(model.state_dict()))
         if budget.selection == "last" or score > best[0]:
-            best = (score, epoch, copy.deepcopy(model.state_dict()))
+            best = val_best if budget.selection == "best" else (score, epoch, copy.deepcopy(model.state_dict()))
             stale = 0
         else:
             stale += 1
             if stale >= budget.patience:
                 break
     bar.close()
+    if observer is not None:
+        observer.after_epoch(history[-1]["epoch"], model, last=True)
     if best[2] is None:
         raise BenchmarkError(f"{desc}: validation never gave a finite score; no result is written")
+    last = (history[-1]["epoch"], best[2] if budget.selection == "last" else copy.deepcopy(model.state_dict()))
+    candidates = {"train_val": (val_best[1], val_best[2]), "last": last} if val_best[2] is not None else {"last": last}
     model.load_state_dict(best[2])
     val = score_predictions(predict(model, val_set, device, on_device=val_data), task)  # the kept epoch's, in full
     model.after_training(train_set.images, train_set.labels, seed, device, train_set.masks, train_set.mask_valid)
-    return TrainResult(best[2], best[1], val, history, time.perf_counter() - t0, seen)
+    return TrainResult(best[2], best[1], val, history, time.perf_counter() - t0, seen, candidates)

@@ -10,11 +10,13 @@ import pandas as pd
 
 from benchmark.analysis.hypotheses import (ALPHA, CONDITION_TEXT, NOT_EVALUATED, TYPICAL_SEEDS, Evaluation,
                                            HypothesisReport, evaluate_all, to_json)
+from benchmark.analysis.rules import RuleVerdicts, evaluate_rules
 from benchmark.analysis.stats import MAX_SEEDS, UNDECIDED, pts, standardized_effect
 from benchmark.record.atomic import write_json, write_text
 from benchmark.record.summary import build_summary
 from benchmark.record.vocabulary import NO_TREATMENT
 from benchmark.reports.claims import write_claims
+from benchmark.reports.rules import rules_json, rules_markdown
 
 
 def power_note() -> str:
@@ -145,12 +147,12 @@ def _summary_rows(report: HypothesisReport) -> list[str]:
     return lines
 
 
-def render_markdown(report: HypothesisReport) -> str:
+def render_markdown(report: HypothesisReport, rules: RuleVerdicts) -> str:
     lines = ["# Hypotheses", "", power_note(), "", rule_text(), "", "**Holm families in this folder.**", ""]
     for family, members in report.families.items():
         lines.append(f"- {family}, m = {len(members)}: {', '.join(members) if members else 'none evaluated'}.")
     lines += ["", "**Verdicts at a glance** (points; NOT EVALUATED ones are listed per experiment below):", "",
-              *_summary_rows(report), ""]
+              *_summary_rows(report), "", *rules_markdown(report, rules)]
     for ex in report.experiments:
         treat = "" if ex.treatment == NO_TREATMENT else f", stain treatment {ex.treatment}"
         lines += [f"## Protocol {ex.protocol}, budget {ex.budget}{treat}", "",
@@ -161,9 +163,9 @@ def render_markdown(report: HypothesisReport) -> str:
 
 
 def write_hypotheses(df: pd.DataFrame, out_dir: Path) -> HypothesisReport:
-    report = evaluate_all(df)
-    write_text(out_dir / "hypotheses.md", render_markdown(report))
-    write_json(out_dir / "hypotheses.json", to_json(report))
+    report, rules = evaluate_all(df), evaluate_rules(df)
+    write_text(out_dir / "hypotheses.md", render_markdown(report, rules))
+    write_json(out_dir / "hypotheses.json", {**to_json(report), "selection_rules": rules_json(rules)})
     return report
 
 
