@@ -3,13 +3,15 @@
 Rebuilds the tables, hypotheses and claims of every ``results/*/summary.csv`` into a scratch folder
 and compares them byte for byte with the committed files (a check for refactors that must not change
 numbers; ``report`` itself rebuilds from job folders, which are not committed). Exit status 1 when
-any file differs.
+any file differs. ``--write`` instead rewrites the differing files in place: for a change of the
+reports' code (a new table, a new section), never of the numbers behind them.
 
-    .venv/bin/python scripts/rederive_reports.py [RESULTS_DIR ...]
+    .venv/bin/python scripts/rederive_reports.py [--write] [RESULTS_DIR ...]
 """
 from __future__ import annotations
 
 import filecmp
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -23,8 +25,9 @@ from benchmark.reports.hypotheses import write_hypotheses  # noqa: E402
 from benchmark.reports.tables import write_tables  # noqa: E402
 
 
-def differing(folder: Path) -> tuple[int, list[str]]:
-    """(files re-derived, those that differ from or are missing in ``folder``)."""
+def differing(folder: Path, write: bool = False) -> tuple[int, list[str]]:
+    """(files re-derived, those that differ from or are missing in ``folder``); with ``write`` those
+    are copied into ``folder``."""
     df = read_summary(folder / "summary.csv")
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch)
@@ -33,16 +36,22 @@ def differing(folder: Path) -> tuple[int, list[str]]:
         write_claims(df, out)
         files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
         bad = [str(f) for f in files if not (folder / f).exists() or not filecmp.cmp(folder / f, out / f, shallow=False)]
+        for f in bad if write else []:
+            (folder / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / f, folder / f)
     return len(files), bad
 
 
 def main(argv: list[str]) -> int:
+    write = "--write" in argv
+    argv = [a for a in argv if a != "--write"]
     folders = [Path(a) for a in argv] or sorted(p for p in (ROOT / "results").iterdir() if (p / "summary.csv").exists())
     failed = 0
     for folder in folders:
-        n, bad = differing(folder)
-        print(f"{folder}: {n} files re-derived, {len(bad)} differ{': ' + ', '.join(bad) if bad else ''}")
-        failed += bool(bad)
+        n, bad = differing(folder, write)
+        verb = "rewritten" if write else "differ"
+        print(f"{folder}: {n} files re-derived, {len(bad)} {verb}{': ' + ', '.join(bad) if bad else ''}")
+        failed += bool(bad) and not write
     return 1 if failed else 0
 
 
