@@ -30,6 +30,7 @@ from benchmark.engine.checkpoint import write_checkpoint
 from benchmark.engine.devices import make_deterministic, peak_memory, reset_peak_memory, resolve_device
 from benchmark.engine.environment import environment_record
 from benchmark.engine.explain import can_explain, explain
+from benchmark.engine.invariance import UnshiftedCopies, has_unshifted_copy, invariance_scores
 from benchmark.engine.plan import ENGINE_VERSION, Job
 from benchmark.engine.targets import TargetBuilder
 from benchmark.engine.train import SetPredictions, TrainResult, predict, score_predictions, seed_everything, train
@@ -67,12 +68,21 @@ def _sample_records(target: str, pred: SetPredictions) -> list[dict]:
 
 
 def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Sample], target: TestTarget,
-                 task: str, explain_images: int, device: torch.device) -> tuple[dict, list[dict], dict | None]:
+                 task: str, explain_images: int, device: torch.device,
+                 unshifted: UnshiftedCopies | None = None) -> tuple[dict, list[dict], dict | None]:
     """One target's ``metrics.json`` record, its per-sample records and its explanation-panel entry
     (None for a model without Grad-CAM): what a job writes for each target of its split, and what
-    ``evaluate`` writes for a target added later, so the two can never drift apart."""
+    ``evaluate`` writes for a target added later, so the two can never drift apart. ``unshifted``
+    holds the model's predictions on the unshifted cells, shared by the targets of one job (None:
+    none to compare with, the invariance metrics n/a)."""
     data = ArraySet.from_samples(samples, f"target {target.name}").map_images(treatment.preprocess)
-    pred = predict(model, data, device)
+
+    def run(d: ArraySet) -> SetPredictions:
+        return predict(model, d, device)
+
+    plain = target.kind is None and unshifted is not None  # images as they are: maybe another target's copy
+    pred = unshifted.predictions(data.ids, run, data) if plain else run(data)
+    base = unshifted.predictions(data.ids, run) if unshifted is not None and has_unshifted_copy(target) else None
     scores = score_predictions(pred, task)
     scores["saliency_consistency"] = None
     panel = None
@@ -84,6 +94,7 @@ def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Samp
         k = slice(0, EXPLAIN_PANEL_IMAGES)
         panel = {"image": sub.images[k], "mask": sub.masks[k], "cam": ex.cam[k], "predicted": ex.predicted[k],
                  "label": sub.labels[k], **({"saliency": ex.saliency[k]} if ex.saliency is not None else {})}
+    scores.update(invariance_scores(base, pred, task))
     result = TargetResult(target.domain, len(data), scores, target.severity, target.transform)
     return result.to_json(), _sample_records(target.name, pred), panel
 
@@ -147,11 +158,12 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
                        job.budget, job.seed, task=split.task, device=device, extra_augment=treatment.augment,
                        progress=progress, desc=f"{display_name(job.model, job.treatment)} {job.source} s{job.seed}")
         builder = builder or TargetBuilder(split, by_id, job.data_versions)
+        unshifted = UnshiftedCopies(split.targets, lambda ids: [by_id[i] for i in ids], treatment)
         metrics, records, panel = {}, [], {}
         t_eval = time.perf_counter()
         for target in split.targets:
             metrics[target.name], rows, entry = score_target(model, treatment, builder.samples(target), target,
-                                                             split.task, job.budget.explain_images, device)
+                                                             split.task, job.budget.explain_images, device, unshifted)
             records += rows
             if entry is not None:
                 panel[target.name] = entry

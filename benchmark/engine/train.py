@@ -35,7 +35,8 @@ MAX_CLASS_WEIGHT = 10.0
 
 @dataclass
 class SetPredictions:
-    """Per-sample outputs on one target: probabilities (N,K) or None, label maps (N,H,W) or None."""
+    """Per-sample outputs on one target: probabilities (N,K) or None, label maps (N,H,W) or None,
+    pooled features (N,D) float32 or None (a model that gives none)."""
 
     ids: list[str]
     domains: list[str]
@@ -45,6 +46,7 @@ class SetPredictions:
     true_masks: np.ndarray
     mask_valid: np.ndarray
     has_nucleus: bool = True
+    features: np.ndarray | None = None
 
 
 @dataclass
@@ -104,7 +106,7 @@ def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: i
     """Per-sample outputs of ``model`` on ``data``; ``on_device`` is ``data`` already uploaded (the
     validation set, scored every epoch, is uploaded once per job)."""
     model.eval()
-    probas, masks, channels = [], [], 0
+    probas, masks, features, channels = [], [], [], 0
     for batch in eval_batches(TensorSet.upload(data, device) if on_device is None else on_device, batch_size):
         with autocast_for(device):
             out = model(batch["image"])
@@ -113,11 +115,14 @@ def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: i
         if out.mask_logits is not None:
             masks.append(logits_to_label_map(out.mask_logits.float()).cpu().numpy())
             channels = out.mask_logits.shape[1]
+        if out.features is not None:
+            features.append(out.features.float().cpu().numpy())
     return SetPredictions(
         ids=list(data.ids), domains=list(data.domains), labels=data.labels,
         proba=np.concatenate(probas) if probas else None,
         pred_masks=np.concatenate(masks) if masks else None,
         true_masks=data.masks, mask_valid=data.mask_valid, has_nucleus=channels > 1,
+        features=np.concatenate(features) if features else None,
     )
 
 
