@@ -45,8 +45,9 @@ class XInceptAll(_ClassifierBase):
       benchmark trains from scratch by default), their ImageNet heads removed: each gives a
       2048-d globally average-pooled vector. Fusion block and linear head are always random init.
     - "Feature fusion blocks": concat (4096-d) -> Linear(4096, 512) + BatchNorm1d + ReLU; the
-      512-d output is the fused feature (the output's ``features``, in both modes). A linear head on it is what the engine trains (class-
-      weighted CE, label -1 ignored) and what picks the best epoch on validation.
+      512-d output is the fused feature (the output's ``features``, in both modes). A linear head
+      on it is what the engine trains (class-weighted CE, label -1 ignored) and what picks the best
+      epoch on validation.
     - Input: RGB [0, 1] normalized inside the model with timm's Inception mean/std (0.5, 0.5) (both
       backbones' ImageNet weights expect [-1, 1], not the ResNet mean/std), then resized bilinearly
       to max(img_size, 75) px, InceptionV3's minimum: 64 px inputs (cpu budget) become 75 px.
