@@ -6,7 +6,6 @@ locally cached timm ImageNet weights (``models.pretrained``); neither has a segm
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -65,8 +64,8 @@ class EfficientSwin(_ClassifierBase):
     - timm ``efficientnet_b0`` and ``swin_tiny_patch4_window7_224``, random init unless
       ``pretrained`` (both from their cached timm ImageNet weights; timm resizes Swin's
       relative-position tables to the window used); their own heads removed (``num_classes=0``):
-      B0's 1280-d and Swin-T's 768-d globally pooled features are concatenated -> one
-      ``nn.Linear`` (no dropout, always random init).
+      B0's 1280-d and Swin-T's 768-d globally pooled features are concatenated (the output's
+      ``features``) -> one ``nn.Linear`` (no dropout, always random init).
     - Swin-Tiny is built at the input size (``img_size``, a multiple of 32) with window = the
       largest divisor <= 7 of img_size / 16 (7 at 224, 4 at 64/128, 6 at 96), so the windows tile
       the stage 1-3 maps exactly; timm shrinks the window to the map where the map is smaller
@@ -96,7 +95,7 @@ class EfficientSwin(_ClassifierBase):
             )
         xn = (x - self.pixel_mean) / self.pixel_std
         features = torch.cat([self.cnn(xn), self.swin(xn)], dim=1)
-        return ModelOutput(class_logits=self.classifier(features), mask_logits=None)
+        return ModelOutput(class_logits=self.classifier(features), mask_logits=None, features=features)
 
     def loss(self, out: ModelOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         ce = self._weighted_ce(out.class_logits, batch["label"])
@@ -132,13 +131,6 @@ def _eca(channels: int) -> EcaModule:
     return EcaModule(kernel_size=eca_kernel_size(channels))
 
 
-@dataclass
-class FeatureOutput(ModelOutput):
-    """ModelOutput plus the pooled feature vector the center loss pulls towards its class centre."""
-
-    features: torch.Tensor | None = None
-
-
 class ResNeXtCC(_ClassifierBase):
     """ResNeXt-CC (Luo et al. 2024): HSV input, ResNeXt-50 32x4d with ECA down-sampling, CFFM, w-softmax + center loss.
 
@@ -163,7 +155,8 @@ class ResNeXtCC(_ClassifierBase):
       ``eca_kernel_size``: k = 3, 5, 5, 7 for the 64, 512, 1024, 2048 channels), no lower clamp
       (unlike timm's default).
     - CFFM: one 1x1 conv (C = 2048 -> 2048, with bias) on the outputs of Conv5_1 and of the last
-      Conv5 block (Conv5_3 in ResNeXt-50), Z3 = Z1 * Z2 element-wise, GAP, one FC. The paper's
+      Conv5 block (Conv5_3 in ResNeXt-50), Z3 = Z1 * Z2 element-wise, GAP (the output's
+      ``features``), one FC. The paper's
       "followed by a 1x1 convolution for increasing information flow" is read as that same 1x1
       conv (one per branch), not a second one.
     - Loss: class-weighted CE (the paper's two-class w-softmax generalized to K classes with the
@@ -197,7 +190,7 @@ class ResNeXtCC(_ClassifierBase):
         self.classifier = nn.Linear(channels, num_classes)
         self.register_buffer("centers", torch.zeros(num_classes, channels))
 
-    def forward(self, x: torch.Tensor) -> FeatureOutput:
+    def forward(self, x: torch.Tensor) -> ModelOutput:
         f = self.stages(self.stem(rgb_to_hsv(x)))
         f = self.conv5[0](f)
         first = f
@@ -205,7 +198,7 @@ class ResNeXtCC(_ClassifierBase):
             f = block(f)
         fused = self.cffm_first(first) * self.cffm_last(f)
         features = fused.mean(dim=(2, 3))
-        return FeatureOutput(class_logits=self.classifier(features), mask_logits=None, features=features)
+        return ModelOutput(class_logits=self.classifier(features), mask_logits=None, features=features)
 
     def center_loss(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean over samples of 0.5 ||x_i - c_{y_i}||^2 (labels must all be >= 0)."""
@@ -235,19 +228,19 @@ class ResNeXtCC(_ClassifierBase):
         return total, loss_parts_as_floats({"ce": ce, "center": center, "total": total})
 
 
-@register_model("efficientswin", heads=("classifier",), min_size=32, size_multiple=32)
+@register_model("efficientswin", heads=("classifier",), min_size=32, size_multiple=32, features=True)
 def efficientswin(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> EfficientSwin:
     """EfficientSwin baseline: EfficientNet-B0 || Swin-Tiny features -> linear; classification only."""
     return EfficientSwin(num_classes, img_size, **kwargs)
 
 
-@register_model("resnext_cc", heads=("classifier",), min_size=32)
+@register_model("resnext_cc", heads=("classifier",), min_size=32, features=True)
 def resnext_cc(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> ResNeXtCC:
     """ResNeXt-CC baseline: HSV ResNeXt-50 32x4d + ECA down-sampling + CFFM, w-softmax + center loss."""
     return ResNeXtCC(num_classes, img_size, **kwargs)
 
 
-@register_model("resnext_cc_small", heads=("classifier",), min_size=32)
+@register_model("resnext_cc_small", heads=("classifier",), min_size=32, features=True)
 def resnext_cc_small(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> ResNeXtCC:
     """ResNeXt-CC with (1, 1, 1, 2) blocks per stage instead of (3, 4, 6, 3): the cpu-budget variant."""
     return ResNeXtCC(num_classes, img_size, layers=RESNEXT_CC_SMALL_LAYERS, **kwargs)

@@ -53,6 +53,7 @@ class UNet(WBCModel):
     - Head and loss as SG-CLDFF's segmentation branch: 2 logits (WBC, nucleus), BCE + Dice on WBC
       + 0.5 (BCE + Dice) on nucleus, over samples with a mask.
     - Input height and width must be multiples of 16 (four 2x down-samplings).
+    - ``features``: the bottleneck map, globally average-pooled (what feature drift compares).
     """
 
     has_classifier = False
@@ -92,9 +93,10 @@ class UNet(WBCModel):
             inp = block(inp if i == 0 else F.max_pool2d(inp, 2))
             skips.append(inp)
         d = skips.pop()
+        bottleneck = d
         for up, block in zip(reversed(self.upsample), reversed(self.decoder)):
             d = block(torch.cat([skips.pop(), up(d)], dim=1))
-        return ModelOutput(class_logits=None, mask_logits=self.head(d))
+        return ModelOutput(class_logits=None, mask_logits=self.head(d), features=bottleneck.mean(dim=(2, 3)))
 
     def loss(self, out: ModelOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         total, named = wbc_nucleus_loss(out.mask_logits, batch, self.nucleus_weight)
@@ -237,13 +239,13 @@ class ClassicalSegmenter(WBCModel):
         return torch.zeros((), device=out.mask_logits.device), {"total": 0.0}
 
 
-@register_model("unet", heads=("segmenter",), min_size=16, size_multiple=16)
+@register_model("unet", heads=("segmenter",), min_size=16, size_multiple=16, features=True)
 def unet(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> UNet:
     """U-Net segmentation reference (~1.9M params, RGB input); no classifier."""
     return UNet(**kwargs)
 
 
-@register_model("saliency_unet", heads=("segmenter",), min_size=16, size_multiple=16)
+@register_model("saliency_unet", heads=("segmenter",), min_size=16, size_multiple=16, features=True)
 def saliency_unet(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> UNet:
     """Saliency-UNet: the U-Net with the training-free hematoxylin saliency prior as a 4th input channel."""
     return UNet(saliency_channel=True, **kwargs)

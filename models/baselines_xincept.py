@@ -45,8 +45,9 @@ class XInceptAll(_ClassifierBase):
       benchmark trains from scratch by default), their ImageNet heads removed: each gives a
       2048-d globally average-pooled vector. Fusion block and linear head are always random init.
     - "Feature fusion blocks": concat (4096-d) -> Linear(4096, 512) + BatchNorm1d + ReLU; the
-      512-d output is the fused feature. A linear head on it is what the engine trains (class-
-      weighted CE, label -1 ignored) and what picks the best epoch on validation.
+      512-d output is the fused feature (the output's ``features``, in both modes). A linear head
+      on it is what the engine trains (class-weighted CE, label -1 ignored) and what picks the best
+      epoch on validation.
     - Input: RGB [0, 1] normalized inside the model with timm's Inception mean/std (0.5, 0.5) (both
       backbones' ImageNet weights expect [-1, 1], not the ResNet mean/std), then resized bilinearly
       to max(img_size, 75) px, InceptionV3's minimum: 64 px inputs (cpu budget) become 75 px.
@@ -91,8 +92,8 @@ class XInceptAll(_ClassifierBase):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         f = self.features(x)
         if self.training or self.xgb is None:
-            return ModelOutput(class_logits=self.classifier(f), mask_logits=None)
-        return ModelOutput(class_logits=self.xgb_log_proba(f), mask_logits=None)
+            return ModelOutput(class_logits=self.classifier(f), mask_logits=None, features=f)
+        return ModelOutput(class_logits=self.xgb_log_proba(f), mask_logits=None, features=f)
 
     def xgb_log_proba(self, features: torch.Tensor) -> torch.Tensor:
         """(B, num_classes) log XGBoost probabilities; classes absent from training get PROBA_FLOOR."""
@@ -162,7 +163,7 @@ class XInceptAll(_ClassifierBase):
         self.xgb, self.xgb_classes = xgb, np.array(json.loads(header)["classes"])
 
 
-@register_model("xincept_all", heads=("classifier",), min_size=32)
+@register_model("xincept_all", heads=("classifier",), min_size=32, features=True)
 def xincept_all(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> XInceptAll:
     """XIncept-ALL baseline: InceptionV3 || Xception features fused, trained with a linear head, then XGBoost."""
     return XInceptAll(num_classes, img_size, **kwargs)

@@ -56,7 +56,8 @@ def check_output_contract(model: object, name: str, img_size: int, info: ModelIn
                           num_classes: int = len(CLASSES)) -> None:
     """Raise a BenchmarkError naming the model, what is wrong and the fix, if ``model`` breaks the
     contract on a dummy batch: its type and heads, ``forward``'s output types and shapes in
-    training and eval mode, and ``loss``'s signature, finiteness and link to the parameters."""
+    training and eval mode (``features`` as the metadata declares them; without metadata, as the
+    training-mode output gives them), and ``loss``'s signature, finiteness and link to the parameters."""
     where = f"{describe(name)} breaks the output contract at {img_size} px"
 
     def fail(what: str, fix: str) -> BenchmarkError:
@@ -75,7 +76,8 @@ def check_output_contract(model: object, name: str, img_size: int, info: ModelIn
     model.set_class_weights(torch.ones(num_classes))
     model.train()
     out = _forward(model, batch["image"], fail)
-    _check_output(model, out, img_size, num_classes, fail)
+    features = info.features if info is not None else getattr(out, "features", None) is not None
+    _check_output(model, out, img_size, num_classes, features, fail)
     try:
         result = model.loss(out, batch)
     except Exception as e:
@@ -98,7 +100,7 @@ def check_output_contract(model: object, name: str, img_size: int, info: ModelIn
                    "compute it from forward's output tensors, without .detach(), .item() or torch.no_grad()")
     model.eval()
     with torch.no_grad():
-        _check_output(model, _forward(model, batch["image"], fail), img_size, num_classes, fail)
+        _check_output(model, _forward(model, batch["image"], fail), img_size, num_classes, features, fail)
 
 
 def _forward(model: WBCModel, x: torch.Tensor, fail: Fail) -> object:
@@ -109,7 +111,7 @@ def _forward(model: WBCModel, x: torch.Tensor, fail: Fail) -> object:
                    "forward takes float RGB in [0, 1], shape (B, 3, H, W), at the img_size the factory was given")
 
 
-def _check_output(model: WBCModel, out: object, size: int, k: int, fail: Fail) -> None:
+def _check_output(model: WBCModel, out: object, size: int, k: int, features: bool, fail: Fail) -> None:
     mode = "training" if model.training else "eval"
     if not isinstance(out, ModelOutput):
         raise fail(f"forward ({mode} mode) returned {type(out).__name__}, not models.base.ModelOutput",
@@ -133,6 +135,26 @@ def _check_output(model: WBCModel, out: object, size: int, k: int, fail: Fail) -
     sal = out.saliency
     if sal is not None and not (isinstance(sal, torch.Tensor) and sal.dim() == 4 and tuple(sal.shape[:2]) == (b, 1)):
         raise fail(f"saliency is {_shape(sal)}, expected None or a tensor ({b}, 1, h, w)", "return saliency=None if unsure")
+    _check_features(out.features, features, mode, fail)
+
+
+def _check_features(value: object, declared: bool, mode: str, fail: Fail) -> None:
+    """Features as declared: a finite float (B, D) tensor, or None for a model that declares none."""
+    if not declared:
+        if value is not None:
+            raise fail(f"forward ({mode} mode) gives features but its metadata declares none",
+                       "register it with register_model(..., features=True), or return features=None")
+        return
+    if value is None:
+        raise fail(f"its metadata declares features but forward ({mode} mode) gives none",
+                   "return ModelOutput(..., features=<its pooled (B, D) representation>), or declare features=False")
+    b = DUMMY_BATCH
+    if not (isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() == 2
+            and value.shape[0] == b and value.shape[1] >= 1):
+        raise fail(f"features ({mode} mode) is {_shape(value)}, expected a float tensor ({b}, D)",
+                   "pool the representation to one vector per image (e.g. feature_map.mean(dim=(2, 3)))")
+    if not torch.isfinite(value).all():
+        raise fail(f"features ({mode} mode) hold non-finite values", "keep the pooled features finite")
 
 
 def _shape(value: object) -> str:

@@ -22,12 +22,14 @@ MODELS: Registry[Callable[..., Any]] = Registry("model", builtins=(
 @dataclass(frozen=True)
 class ModelInfo:
     """What the runner asks of a model without building it: its ``heads`` (which sources it can learn
-    from, which metrics apply) and the square input sizes it takes with its default options: at
-    least ``min_size`` px, a multiple of ``size_multiple``."""
+    from, which metrics apply), the square input sizes it takes with its default options (at least
+    ``min_size`` px, a multiple of ``size_multiple``) and whether its output carries pooled
+    ``features`` (feature drift is n/a without them; the contract holds the model to it)."""
 
     heads: tuple[str, ...]
     min_size: int = 1
     size_multiple: int = 1
+    features: bool = False
 
     def __post_init__(self) -> None:
         if not self.heads or set(self.heads) - set(HEADS):
@@ -36,6 +38,8 @@ class ModelInfo:
                 and self.min_size >= 1 and self.size_multiple >= 1):
             raise BenchmarkError(f"model min_size and size_multiple must be positive ints, got "
                                  f"{self.min_size!r} and {self.size_multiple!r}")
+        if not isinstance(self.features, bool):
+            raise BenchmarkError(f"model features must be True or False, got {self.features!r}")
 
     @property
     def has_classifier(self) -> bool:
@@ -55,12 +59,14 @@ class ModelInfo:
 
 
 def register_model(name: str | None = None, *, heads: tuple[str, ...] | list[str], min_size: int = 1,
-                   size_multiple: int = 1, description: str | None = None) -> Callable[[Callable], Callable]:
-    """Register a factory ``(num_classes, img_size, **options) -> WBCModel`` with its metadata.
+                   size_multiple: int = 1, features: bool = False,
+                   description: str | None = None) -> Callable[[Callable], Callable]:
+    """Register a factory ``(num_classes, img_size, **options) -> WBCModel`` with its metadata
+    (``features`` False by default, so a plugin written before the field keeps working).
 
     A registration outside the built-in modules (a plugin's) loads the built-ins first, so a name that
     clashes with a built-in fails at the plugin's import, naming both modules (``core.registry``)."""
-    return MODELS.register(name, description, metadata=ModelInfo(tuple(heads), min_size, size_multiple))
+    return MODELS.register(name, description, metadata=ModelInfo(tuple(heads), min_size, size_multiple, features))
 
 
 def is_dotted_path(name: str) -> bool:
@@ -110,8 +116,8 @@ def model_factory(name: str) -> Callable[..., Any]:
 
 def model_info(name: str) -> ModelInfo | None:
     """A model's metadata without building it: the registry's, or for a dotted path its factory's
-    ``heads`` (and optional ``min_size``, ``size_multiple``) attributes; None when a dotted-path
-    factory declares no ``heads`` (the caller then builds the model once to ask it)."""
+    ``heads`` (and optional ``min_size``, ``size_multiple``, ``features``) attributes; None when a
+    dotted-path factory declares no ``heads`` (the caller then builds the model once to ask it)."""
     factory = model_factory(name)
     if not is_dotted_path(name):
         info = MODELS.metadata(name)
@@ -123,7 +129,8 @@ def model_info(name: str) -> ModelInfo | None:
     if heads is None:
         return None
     try:
-        return ModelInfo(tuple(heads), getattr(factory, "min_size", 1), getattr(factory, "size_multiple", 1))
+        return ModelInfo(tuple(heads), getattr(factory, "min_size", 1), getattr(factory, "size_multiple", 1),
+                         getattr(factory, "features", False))
     except BenchmarkError as e:
         raise BenchmarkError(f"model '{name}': its factory's attributes are wrong: {e}; see {DOCS}") from e
 

@@ -162,7 +162,8 @@ class SGCLDFF(WBCModel):
       are investigation switches for the shift gap (docs/decisions.md), not ablations.
     - Segmentation head: 2 logits (WBC = cytoplasm + nucleus, nucleus); loss BCE + Dice on WBC
       plus 0.5 x (BCE + Dice) on nucleus, over samples with a mask.
-    - Classification head: global average pool of the fused map -> linear (no dropout).
+    - Classification head: global average pool of the fused map -> linear (no dropout); the pooled
+      vector is the output's ``features``.
     - Class-weighted CE uses ``class_weights`` (ones until the engine sets them); label -1
       ignored. A loss term with no eligible sample is exactly 0.
     """
@@ -252,12 +253,13 @@ class SGCLDFF(WBCModel):
         f1, f2, f3 = self.backbone(xn, gate=self._gate(s) if s is not None else None)
         features = (f1, f2, f3) if self.cross_layer_fusion else (f3,)
         fused = self.fusion(features, (h // 4, w // 4))
-        class_logits = self.classifier(fused.mean(dim=(2, 3)))
+        pooled = fused.mean(dim=(2, 3))
+        class_logits = self.classifier(pooled)
         local_full, local_half = self.local(xn) if self.local is not None else (None, None)
         d = self.decoder_in(fused)
         d = self.decoder_half(d, features, local_half)
         d = self.decoder_full(d, features, local_full)
-        return ModelOutput(class_logits=class_logits, mask_logits=self.seg_head(d), saliency=s)
+        return ModelOutput(class_logits=class_logits, mask_logits=self.seg_head(d), saliency=s, features=pooled)
 
     def loss(self, out: ModelOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted CE + (BCE + Dice)(WBC) + nucleus_weight (BCE + Dice)(nucleus) + lambda mean|S - A|."""
@@ -295,25 +297,29 @@ class SGCLDFF(WBCModel):
         return (s - a).abs().mean()
 
 
-@register_model("sg_cldff", heads=("classifier", "segmenter"), min_size=32, size_multiple=16)
+@register_model("sg_cldff", heads=("classifier", "segmenter"), min_size=32, size_multiple=16,
+                features=True)
 def sg_cldff(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> SGCLDFF:
     """SG-CLDFF (full): saliency module + gating + alignment to the prior, cross-layer fusion."""
     return SGCLDFF(num_classes, img_size, **kwargs)
 
 
-@register_model("sg_cldff_no_saliency", heads=("classifier", "segmenter"), min_size=32, size_multiple=16)
+@register_model("sg_cldff_no_saliency", heads=("classifier", "segmenter"), min_size=32, size_multiple=16,
+                features=True)
 def sg_cldff_no_saliency(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> SGCLDFF:
     """SG-CLDFF without saliency-guided preprocessing: no saliency module, gating or alignment."""
     return SGCLDFF(num_classes, img_size, use_saliency=False, align_weight=0.0, **kwargs)
 
 
-@register_model("sg_cldff_no_align", heads=("classifier", "segmenter"), min_size=32, size_multiple=16)
+@register_model("sg_cldff_no_align", heads=("classifier", "segmenter"), min_size=32, size_multiple=16,
+                features=True)
 def sg_cldff_no_align(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> SGCLDFF:
     """SG-CLDFF without saliency alignment (lambda = 0); module and gating kept (H1 comparison)."""
     return SGCLDFF(num_classes, img_size, align_weight=0.0, **kwargs)
 
 
-@register_model("sg_cldff_no_cldff", heads=("classifier", "segmenter"), min_size=32, size_multiple=16)
+@register_model("sg_cldff_no_cldff", heads=("classifier", "segmenter"), min_size=32, size_multiple=16,
+                features=True)
 def sg_cldff_no_cldff(num_classes: int = 5, img_size: int = 224, **kwargs: Any) -> SGCLDFF:
     """SG-CLDFF without cross-layer fusion: fusion, decoder and class head see F3 only (H2 comparison)."""
     return SGCLDFF(num_classes, img_size, cross_layer_fusion=False, **kwargs)

@@ -255,7 +255,7 @@ def test_evaluate_by_domain_worst_domain():
 
 def test_worst_domain_of_a_lower_is_better_metric_is_the_highest():
     r = evaluate_by_domain(_two_domain_predictions())
-    assert LOWER_IS_BETTER == {"ece", "hd95"}
+    assert LOWER_IS_BETTER == {"ece", "hd95", "flip_rate", "feature_drift"}
     # masks: domain a is image A twice (HD95 0.85), domain b exact (0)
     assert r["worst_domain"]["hd95"] == {"domain": "a", "value": pytest.approx(0.85)}
     # labels: a right at confidence 0.92 (ECE 0.08); b one right, one wrong at 0.92 (ECE 0.42)

@@ -39,6 +39,7 @@ import torch
 from benchmark.record.atomic import write_json
 from benchmark.engine.checkpoint import JobRefused, load_checkpoint
 from benchmark.engine.environment import environment_record
+from benchmark.engine.invariance import UnshiftedCopies
 from benchmark.engine.job import CPU_THREADS_PER_JOB, score_target
 from benchmark.engine.lockfile import pid_alive
 from benchmark.engine.plan import ENGINE_VERSION
@@ -110,6 +111,7 @@ class _Data:
     def __init__(self) -> None:
         self._datasets: dict[tuple[str, int], list[Sample]] = {}
         self._builders: dict[tuple[str, int], TargetBuilder] = {}
+        self._job_samples: dict[tuple[tuple[tuple[str, str], ...], int], dict[str, Sample]] = {}
 
     def dataset(self, name: str, size: int) -> list[Sample]:
         if (name, size) not in self._datasets:
@@ -134,6 +136,13 @@ class _Data:
                 by_domain.setdefault(sample.domain, []).append(sample)
         return by_domain
 
+    def by_id(self, versions: dict[str, str], size: int) -> dict[str, Sample]:
+        """The samples a job loaded (:meth:`job_domains`) by id, built once per data versions and size."""
+        key = (tuple(sorted(versions.items())), size)
+        if key not in self._job_samples:
+            self._job_samples[key] = {s.id: s for ss in self.job_domains(versions, size).values() for s in ss}
+        return self._job_samples[key]
+
     def samples(self, name: str, target: TestTarget, split: Split, versions: dict[str, str],
                 size: int) -> list[Sample]:
         """A target's samples in its id order: a dataset's as loaded, a kind's transformed by the
@@ -142,8 +151,7 @@ class _Data:
             by_id = {s.id: s for s in self.dataset(name, size)}
             return [by_id[i] for i in target.ids]
         if (split.hash, size) not in self._builders:
-            by_id = {s.id: s for ss in self.job_domains(versions, size).values() for s in ss}
-            self._builders[split.hash, size] = TargetBuilder(split, by_id, versions)
+            self._builders[split.hash, size] = TargetBuilder(split, self.by_id(versions, size), versions)
         return self._builders[split.hash, size].samples(target)
 
 
@@ -246,11 +254,13 @@ def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], dat
     model.to(device)
     _remove_stale_temporaries(job_dir / EVALUATIONS_DIR)
     environment = environment_record()
+    unshifted = UnshiftedCopies([t for _, t, _ in todo], lambda ids: [data.by_id(recorded, size)[i] for i in ids],
+                                treatment)
     for name, target, added in todo:
         samples = data.samples(name, target, split, recorded, size)
         t0 = time.perf_counter()
         result, records, _ = score_target(model, treatment, samples, target, str(cfg.task),
-                                       int(cfg.budget["explain_images"]), device)
+                                       int(cfg.budget["explain_images"]), device, unshifted)
         provenance = {"requested": name, "data_versions": added, "engine_version": ENGINE_VERSION,
                       "weights_sha256": meta["weights"]["sha256"], "treatment": treatment_record(treatment),
                       "device": device.type, "environment": environment,

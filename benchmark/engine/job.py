@@ -30,6 +30,7 @@ from benchmark.engine.checkpoint import write_checkpoint
 from benchmark.engine.devices import make_deterministic, peak_memory, reset_peak_memory, resolve_device
 from benchmark.engine.environment import environment_record
 from benchmark.engine.explain import can_explain, explain
+from benchmark.engine.invariance import UnshiftedCopies, has_unshifted_copy, invariance_scores
 from benchmark.engine.plan import ENGINE_VERSION, Job
 from benchmark.engine.selection import ORACLE_EVERY, ORACLE_SHARE, PRIMARY_RULE, OracleRule, score_rules, split_targets
 from benchmark.engine.targets import TargetBuilder
@@ -68,12 +69,21 @@ def _sample_records(target: str, pred: SetPredictions) -> list[dict]:
 
 
 def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Sample], target: TestTarget,
-                 task: str, explain_images: int, device: torch.device) -> tuple[dict, list[dict], dict | None]:
+                 task: str, explain_images: int, device: torch.device,
+                 unshifted: UnshiftedCopies | None = None) -> tuple[dict, list[dict], dict | None]:
     """One target's ``metrics.json`` record, its per-sample records and its explanation-panel entry
     (None for a model without Grad-CAM): what a job writes for each target of its split, and what
-    ``evaluate`` writes for a target added later, so the two can never drift apart."""
+    ``evaluate`` writes for a target added later, so the two can never drift apart. ``unshifted``
+    holds the model's predictions on the unshifted cells, shared by the targets of one job (None:
+    none to compare with, the invariance metrics n/a)."""
     data = ArraySet.from_samples(samples, f"target {target.name}").map_images(treatment.preprocess)
-    pred = predict(model, data, device)
+
+    def run(d: ArraySet) -> SetPredictions:
+        return predict(model, d, device)
+
+    plain = target.kind is None and unshifted is not None  # images as they are: maybe another target's copy
+    pred = unshifted.predictions(data.ids, run, data) if plain else run(data)
+    base = unshifted.predictions(data.ids, run) if unshifted is not None and has_unshifted_copy(target) else None
     scores = score_predictions(pred, task)
     scores["saliency_consistency"] = None
     panel = None
@@ -85,6 +95,7 @@ def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Samp
         k = slice(0, EXPLAIN_PANEL_IMAGES)
         panel = {"image": sub.images[k], "mask": sub.masks[k], "cam": ex.cam[k], "predicted": ex.predicted[k],
                  "label": sub.labels[k], **({"saliency": ex.saliency[k]} if ex.saliency is not None else {})}
+    scores.update(invariance_scores(base, pred, task))
     result = TargetResult(target.domain, len(data), scores, target.severity, target.transform)
     return result.to_json(), _sample_records(target.name, pred), panel
 
@@ -96,6 +107,17 @@ def _train_record(result: TrainResult, eval_seconds: float, device: torch.device
             "seconds": round(result.train_seconds, 2), "images_seen": result.images_seen,
             "train_images_per_s": round(result.images_seen / max(result.train_seconds, 1e-9), 1),
             "eval_seconds": round(eval_seconds, 2), "selection": selection, **peak_memory(device).to_dict()}
+
+
+def _score_rules(model: WBCModel, result: TrainResult, oracle: OracleRule, rest: dict[str, ArraySet],
+                 train_set: ArraySet, job: Job, device: torch.device, metrics: dict) -> dict:
+    """Each target's ``metrics.selection`` (the rules side by side, ``benchmark.engine.selection``);
+    returns the ``train.selection`` record: the primary rule, the oracle's settings and the cost."""
+    t0 = time.perf_counter()
+    for name, rules in score_rules(model, result, oracle, rest, train_set, job.seed, device).items():
+        metrics[name]["metrics"]["selection"] = rules
+    return {"primary": PRIMARY_RULE[job.budget.selection], "oracle_share": ORACLE_SHARE, "oracle_every": ORACLE_EVERY,
+            "oracle_seconds": round(oracle.seconds, 2), "scoring_seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _write_records(folder: Path, records: list[dict], panel: dict) -> None:
@@ -154,11 +176,12 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
                        job.budget, job.seed, task=split.task, device=device, extra_augment=treatment.augment,
                        progress=progress, desc=f"{display_name(job.model, job.treatment)} {job.source} s{job.seed}",
                        observer=oracle)
+        unshifted = UnshiftedCopies(split.targets, lambda ids: [by_id[i] for i in ids], treatment)
         metrics, records, panel = {}, [], {}
         t_eval = time.perf_counter()
         for target in split.targets:
             metrics[target.name], rows, entry = score_target(model, treatment, builder.samples(target), target,
-                                                             split.task, job.budget.explain_images, device)
+                                                             split.task, job.budget.explain_images, device, unshifted)
             records += rows
             if entry is not None:
                 panel[target.name] = entry
@@ -173,12 +196,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         write_checkpoint(tmp, model, {"model": job.model, "model_kwargs": job.model_kwargs,
                                       "img_size": job.budget.img_size, "engine_version": ENGINE_VERSION,
                                       "job_id": job.id}, treatment, val_set)
-        t_rules = time.perf_counter()
-        for name, rules in score_rules(model, result, oracle, rest, train_set, job.seed, device).items():
-            metrics[name]["metrics"]["selection"] = rules
-        selection = {"primary": PRIMARY_RULE[job.budget.selection], "oracle_share": ORACLE_SHARE,
-                     "oracle_every": ORACLE_EVERY, "oracle_seconds": round(oracle.seconds, 2),
-                     "scoring_seconds": round(time.perf_counter() - t_rules, 2)}
+        selection = _score_rules(model, result, oracle, rest, train_set, job, device, metrics)
         write_json(tmp / "metrics.json", {"targets": metrics,
                                           "train": _train_record(result, eval_seconds, device, selection)})
         final = out_dir / "jobs" / job.dirname

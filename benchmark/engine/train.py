@@ -36,7 +36,8 @@ MAX_CLASS_WEIGHT = 10.0
 
 @dataclass
 class SetPredictions:
-    """Per-sample outputs on one target: probabilities (N,K) or None, label maps (N,H,W) or None."""
+    """Per-sample outputs on one target: probabilities (N,K) or None, label maps (N,H,W) or None,
+    pooled features (N,D) float32 or None (a model that gives none)."""
 
     ids: list[str]
     domains: list[str]
@@ -46,6 +47,7 @@ class SetPredictions:
     true_masks: np.ndarray
     mask_valid: np.ndarray
     has_nucleus: bool = True
+    features: np.ndarray | None = None
 
 
 @dataclass
@@ -115,7 +117,7 @@ def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: i
     """Per-sample outputs of ``model`` on ``data``; ``on_device`` is ``data`` already uploaded (the
     validation set, scored every epoch, is uploaded once per job)."""
     model.eval()
-    probas, masks, channels = [], [], 0
+    probas, masks, features, channels = [], [], [], 0
     for batch in eval_batches(TensorSet.upload(data, device) if on_device is None else on_device, batch_size):
         with autocast_for(device):
             out = model(batch["image"])
@@ -124,11 +126,14 @@ def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: i
         if out.mask_logits is not None:
             masks.append(logits_to_label_map(out.mask_logits.float()).cpu().numpy())
             channels = out.mask_logits.shape[1]
+        if out.features is not None:
+            features.append(out.features.float().cpu().numpy())
     return SetPredictions(
         ids=list(data.ids), domains=list(data.domains), labels=data.labels,
         proba=np.concatenate(probas) if probas else None,
         pred_masks=np.concatenate(masks) if masks else None,
         true_masks=data.masks, mask_valid=data.mask_valid, has_nucleus=channels > 1,
+        features=np.concatenate(features) if features else None,
     )
 
 
@@ -171,6 +176,25 @@ def autocast_for(device: torch.device) -> torch.autocast:
     return torch.autocast("cpu", enabled=False)
 
 
+def _train_epoch(model: WBCModel, opt: torch.optim.Optimizer, batches, device: torch.device, epoch: int,
+                 desc: str) -> list[tuple[float, int]]:
+    """One epoch of optimizer steps; (loss, batch size) per step. A non-finite loss stops the run."""
+    model.train()
+    out_losses = []
+    for step, batch in enumerate(batches):
+        with autocast_for(device):
+            out = model(batch["image"])
+            loss, parts = model.loss(out, batch)
+        if not torch.isfinite(loss):
+            raise BenchmarkError(f"non-finite loss {loss.item()} at epoch {epoch} step {step} ({desc}); "
+                                 f"parts: {parts}; no result is written")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        out_losses.append((loss.item(), len(batch["label"])))
+    return out_losses
+
+
 def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budget, seed: int, *,
           task: str = "multitask", device: torch.device | None = None, extra_augment: ImageAugment | None = None,
           progress: bool | None = None, desc: str = "", observer: EpochObserver | None = None) -> TrainResult:
@@ -195,21 +219,10 @@ def train(model: WBCModel, train_set: ArraySet, val_set: ArraySet, budget: Budge
     history: list[dict] = []
     seen, t0, stale = 0, time.perf_counter(), 0
     for epoch in range(budget.epochs):
-        model.train()
-        losses = []
-        for step, batch in enumerate(train_batches(train_data, budget.batch_size, seed, epoch, augment,
-                                                   extra_augment, budget.max_train_samples)):
-            with autocast_for(device):
-                out = model(batch["image"])
-                loss, parts = model.loss(out, batch)
-            if not torch.isfinite(loss):
-                raise BenchmarkError(f"non-finite loss {loss.item()} at epoch {epoch} step {step} ({desc}); "
-                                     f"parts: {parts}; no result is written")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            seen += len(batch["label"])
+        losses = _train_epoch(model, opt, train_batches(train_data, budget.batch_size, seed, epoch, augment,
+                                                        extra_augment, budget.max_train_samples), device, epoch, desc)
+        seen += sum(n for _, n in losses)
+        losses = [loss for loss, _ in losses]
         sched.step()
         score = selection_score(selection_metrics(predict(model, val_set, device, on_device=val_data), task))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "val_score": score})

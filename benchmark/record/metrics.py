@@ -12,7 +12,8 @@ Conventions (the tables rely on them):
 - Segmentation scores are means of per-image scores (each cell image weighs the same,
   whatever the size of its cell). An image whose predicted and true masks are both empty
   scores IoU = Dice = Boundary IoU = 1 and HD95 = 0 (nothing to find, nothing found).
-- Every metric is higher-is-better except those in :data:`LOWER_IS_BETTER` (``ece``, ``hd95``):
+- Every metric is higher-is-better except those in :data:`LOWER_IS_BETTER` (``ece``, ``hd95``,
+  ``flip_rate``, ``feature_drift``):
   code that ranks or picks a worst value must look there.
 """
 from __future__ import annotations
@@ -204,10 +205,16 @@ def hd95(p: np.ndarray, t: np.ndarray) -> np.ndarray:
     return out
 
 
+def per_image_iou(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """IoU of the binary WBC masks (label > 0) of label maps (N, H, W), one per image: what
+    :func:`mean_iou` averages, and what the per-cell IoU change of ``benchmark.engine.invariance`` compares."""
+    return _per_image_iou(np.asarray(pred) > 0, np.asarray(true) > 0)
+
+
 def mean_iou(pred: np.ndarray, true: np.ndarray) -> float:
     """Mean per-image IoU of the binary WBC masks (label > 0) of label maps (N >= 1, H, W): the
     ``iou`` of :func:`segmentation_metrics`, alone (what model selection needs every epoch)."""
-    return float(_per_image_iou(np.asarray(pred) > 0, np.asarray(true) > 0).mean())
+    return float(per_image_iou(pred, true).mean())
 
 
 def segmentation_metrics(pred: np.ndarray, true: np.ndarray, score_nucleus: bool = True) -> dict:
