@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import timm
 import torch
 from huggingface_hub import try_to_load_from_cache
 from timm.data import resolve_data_config
-from timm.models import split_model_name_tag
+from timm.models import load_state_dict, split_model_name_tag
 from timm.models._hub import hf_split, load_model_config_from_path
 from torch import nn
 
@@ -35,8 +36,8 @@ SUGGESTIONS = 5
 @dataclass(frozen=True)
 class EncoderSource:
     """Where an encoder comes from: the timm name to build (tag included) and its build arguments, the
-    pretrained config that carries its normalisation (None: timm's own for that name), the weights file (None: random init) and a string that
-    names those weights exactly (the embedding cache's key)."""
+    pretrained config that carries its normalisation (None: timm's own for that name), the weights
+    file (None: random init) and a string that names those weights exactly (the embedding cache's key)."""
 
     encoder: str
     architecture: str
@@ -85,7 +86,7 @@ def hub_identity(path: Path) -> str | None:
     commit, which fixes the file's bytes); None for any other file."""
     parts = path.parts
     for i, part in enumerate(parts[:-2]):
-        if part.startswith("models--") and i + 2 < len(parts) and parts[i + 1] == "snapshots":
+        if part.startswith("models--") and parts[i + 1] == "snapshots":
             repo = part.removeprefix("models--").replace("--", "/")
             return f"hf:{repo}@{parts[i + 2]}/{'/'.join(parts[i + 3:])}"
     return None
@@ -167,29 +168,56 @@ def _input_size(source: EncoderSource, img_size: int) -> int | None:
     return -(-img_size // side) * side
 
 
+def _load_weights(module: nn.Module, source: EncoderSource) -> None:
+    """Load ``source.weights`` into ``module`` strictly, through the architecture's own checkpoint
+    filter (timm's per-model fixes: position embeddings resampled to the input side, original DINOv2
+    key names). timm's loader is not used: building without a classifier makes it load non-strictly,
+    and a file of another architecture would leave the encoder random with only a log line."""
+    path = source.weights
+    if path.suffix == ".npz":  # timm's JAX-format ViT checkpoints have their own loader
+        module.load_pretrained(str(path))
+        return
+    state = load_state_dict(str(path))
+    filter_fn = getattr(sys.modules[type(module).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state = filter_fn(state, module)
+    classifier = module.pretrained_cfg.get("classifier")
+    for name in (classifier,) if isinstance(classifier, str) else classifier or ():  # the encoder has none
+        for part in ("weight", "bias"):
+            state.pop(f"{name}.{part}", None)
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise RuntimeError(f"{len(result.missing_keys)} missing key(s) {result.missing_keys[:3]}, "
+                           f"{len(result.unexpected_keys)} unexpected key(s) {result.unexpected_keys[:3]}")
+
+
 def build_encoder(source: EncoderSource, img_size: int, init_seed: int) -> tuple[nn.Module, EncoderSpec]:
     """The frozen encoder (eval mode, no gradients) and its spec. A random init is drawn from
     ``init_seed`` alone, so the same options give the same encoder whatever the global RNG holds."""
     size = _input_size(source, img_size)
     kwargs: dict[str, Any] = {**source.model_args, "num_classes": 0, **({"img_size": size} if size else {})}
-    overlay = None
-    if source.weights is not None:  # timm's custom loaders read the npz format only
-        overlay = {"file": str(source.weights), "custom_load": source.weights.suffix == ".npz"}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         try:
-            module = timm.create_model(source.architecture, pretrained=source.weights is not None,
-                                       pretrained_cfg=source.pretrained_cfg, pretrained_cfg_overlay=overlay, **kwargs)
+            module = timm.create_model(source.architecture, pretrained=False, pretrained_cfg=source.pretrained_cfg,
+                                       **kwargs)
         except Exception as e:
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            if source.weights is not None:
-                raise BenchmarkError(
-                    f"linear_probe: weights file {source.weights} does not fit encoder '{source.encoder}' "
-                    f"(architecture {source.architecture}): {type(e).__name__}: {first}; give a checkpoint of "
-                    f"that architecture, or the encoder the file was saved from") from e
             raise BenchmarkError(f"linear_probe: encoder '{source.encoder}' cannot be built at {size or img_size} px: "
-                                 f"{type(e).__name__}: {first}; pick another encoder or budget") from e
+                                 f"{type(e).__name__}: {_first_line(e)}; pick another encoder or budget") from e
+    if source.weights is not None:
+        try:
+            _load_weights(module, source)
+        except Exception as e:
+            raise BenchmarkError(
+                f"linear_probe: weights file {source.weights} does not fit encoder '{source.encoder}' "
+                f"(architecture {source.architecture}): {type(e).__name__}: {_first_line(e)}; give a checkpoint of "
+                f"that architecture, or name the encoder the file was saved from") from e
     module.eval().requires_grad_(False)
     data = resolve_data_config({}, model=module)
     spec = EncoderSpec(source, size or img_size, int(module.num_features), tuple(data["mean"]), tuple(data["std"]))
     return module, spec
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else ""

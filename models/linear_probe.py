@@ -161,15 +161,29 @@ class LinearProbe(WBCModel):
         self.identity = json.loads(state.cpu().numpy().tobytes().decode())["identity"]
 
 
+def _check_options(encoder: object, pretrained: object, weights: object, l2: object, init_seed: object) -> None:
+    """Option types, as --model-kwargs' JSON can get them wrong, before any file is read."""
+    number = isinstance(l2, (int, float)) and not isinstance(l2, bool)
+    checks = (
+        (isinstance(encoder, str) and bool(encoder),
+         f"encoder must be a timm model name or hf-hub:ORG/NAME, got {encoder!r}"),
+        (isinstance(pretrained, bool), f"pretrained must be true or false, got {pretrained!r}"),
+        (weights is None or isinstance(weights, str), f"weights must be a file path, got {weights!r}"),
+        (number and l2 > 0, f"l2 must be a positive number, got {l2!r} (default {DEFAULT_L2})"),
+        (isinstance(init_seed, int) and not isinstance(init_seed, bool),
+         f"init_seed must be an integer, got {init_seed!r}"),
+    )
+    problems = [message for ok, message in checks if not ok]
+    if problems:
+        raise BenchmarkError(f"linear_probe: {'; '.join(problems)} (in --model-kwargs; see docs/models.md)")
+
+
 @register_model("linear_probe", heads=("classifier",), min_size=MIN_SIZE)
 def linear_probe(num_classes: int = 5, img_size: int = 224, *, encoder: str = DEFAULT_ENCODER,
                  pretrained: bool = False, weights: str | None = None, l2: float = DEFAULT_L2,
                  init_seed: int = 0) -> LinearProbe:
     """Frozen timm / hub encoder + linear probe fitted on cached embeddings; classifier only."""
-    if not (isinstance(l2, (int, float)) and not isinstance(l2, bool) and l2 > 0):
-        raise BenchmarkError(f"linear_probe: l2 must be a positive number, got {l2!r} (default {DEFAULT_L2})")
-    if not isinstance(encoder, str) or not encoder:
-        raise BenchmarkError(f"linear_probe: encoder must be a timm model name or hf-hub:ORG/NAME, got {encoder!r}")
-    source = resolve_source(encoder, bool(pretrained), weights, int(init_seed))
-    module, spec = build_encoder(source, img_size, int(init_seed))
+    _check_options(encoder, pretrained, weights, l2, init_seed)
+    source = resolve_source(encoder, pretrained, weights, init_seed)
+    module, spec = build_encoder(source, img_size, init_seed)
     return LinearProbe(module, spec, num_classes, float(l2))
