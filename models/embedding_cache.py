@@ -1,7 +1,7 @@
 """Embeddings of a frozen encoder, computed once per image set and kept on disk.
 
 A probe's training embeddings depend on the encoder, its exact weights, the input side, the
-arithmetic (CPU float32 or GPU bf16 autocast, which round differently) and the image bytes, so
+arithmetic (the device: CPU and GPU float32 round differently) and the image bytes, so
 the file is keyed by all of them: a job gives the same numbers whether the cache was warm or cold.
 Files live under ``<data dir>/embedding_cache/<encoder>/`` beside the crop and target caches;
 each is written atomically (a temporary sibling, then ``os.replace``), and one that cannot be read
@@ -46,7 +46,7 @@ STATS = CacheStats()
 @dataclass(frozen=True)
 class EmbeddingKey:
     """Everything an embedding set depends on: encoder name, weights identity, input side, arithmetic
-    (``cpu-float32``, ``cuda-bfloat16``) and the digest of the image bytes (which also names the crop
+    (``cpu-float32``, ``cuda-float32``) and the digest of the image bytes (which also names the crop
     cache version and any stain treatment the images went through)."""
 
     encoder: str

@@ -98,40 +98,37 @@ class LinearProbe(WBCModel):
         return self
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D) pooled embeddings of RGB [0, 1] images, at the encoder's input side."""
-        side = self.spec.input_size
-        if tuple(x.shape[-2:]) != (side, side):
-            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
-        return self.encoder((x - self.pixel_mean) / self.pixel_std)
+        """(B, D) float32 pooled embeddings of RGB [0, 1] images, at the encoder's input side. Always in
+        float32, autocast off: a frozen model's output does not depend on the engine's bf16 policy,
+        and the fit and the predictions see the same arithmetic."""
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            side = self.spec.input_size
+            x = x.float()
+            if tuple(x.shape[-2:]) != (side, side):
+                x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+            return self.encoder((x - self.pixel_mean) / self.pixel_std).float()
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        with torch.no_grad():
-            features = self.embed(x)
-        with torch.autocast(x.device.type, enabled=False):  # the head in float32 under a GPU's bf16 autocast
-            z = (features.float() - self.feature_mean) / self.feature_std
-            logits = z @ self.head_weight.T + self.head_bias
-        return ModelOutput(class_logits=logits, mask_logits=None, features=features.float())
+        features = self.embed(x)
+        with torch.autocast(x.device.type, enabled=False):
+            logits = ((features - self.feature_mean) / self.feature_std) @ self.head_weight.T + self.head_bias
+        return ModelOutput(class_logits=logits, mask_logits=None, features=features)
 
     def loss(self, out: ModelOutput, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Nothing trains by gradient: a zero loss."""
         return torch.zeros((), device=out.class_logits.device), {"total": 0.0}
 
-    @torch.no_grad()
     def extract(self, images: np.ndarray, device: torch.device) -> np.ndarray:
-        """(N, D) float32 embeddings of uint8 (N, H, W, 3) images, under the arithmetic the engine
-        predicts with (bf16 autocast on a GPU), so fit and test embeddings agree."""
+        """(N, D) float32 embeddings of uint8 (N, H, W, 3) images, in batches, on ``device``."""
         self.to(device).eval()
         out = []
         for start in range(0, len(images), EMBED_BATCH):
             x = torch.from_numpy(np.ascontiguousarray(images[start:start + EMBED_BATCH])).to(device)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out.append(self.embed(x).float().cpu().numpy())
+            out.append(self.embed(x.permute(0, 3, 1, 2).float().div_(255.0)).cpu().numpy())
         return np.concatenate(out)
 
     def embedding_key(self, images: np.ndarray, device: torch.device) -> EmbeddingKey:
-        arithmetic = "cuda-bfloat16" if device.type == "cuda" else f"{device.type}-float32"
-        return EmbeddingKey(self.spec.source.encoder, self.identity, self.spec.input_size, arithmetic,
+        return EmbeddingKey(self.spec.source.encoder, self.identity, self.spec.input_size, f"{device.type}-float32",
                             image_digest(images))
 
     def after_training(self, images: np.ndarray, labels: np.ndarray, seed: int, device: torch.device,
