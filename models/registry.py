@@ -15,6 +15,7 @@ HEADS: tuple[str, ...] = ("classifier", "segmenter")
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", builtins=(
     "models.sg_cldff", "models.baselines_seg", "models.baselines_cls", "models.baselines_xincept", "models.floors",
+    "models.linear_probe",
 ))
 """The built-in modules are imported on the first lookup, so `import models` stays cheap."""
 

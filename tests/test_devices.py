@@ -11,6 +11,7 @@ from benchmark.record.jobs import JobConfig
 from benchmark.engine.budgets import get_budget
 from benchmark.engine.devices import (CUDA_CONTEXT_BYTES, MEMORY_HEADROOM, jobs_per_gpu, make_deterministic, memory_fraction,
                                peak_memory, resolve_device)
+from benchmark.engine import packing
 from benchmark.engine.packing import recorded_peak
 from core.errors import BenchmarkError
 
@@ -48,6 +49,16 @@ def test_jobs_per_gpu_never_exceeds_the_cores_that_feed_them_and_never_drops_bel
     assert jobs_per_gpu(GIB, 80 * GIB, cpu_cores=16) == 1
     with pytest.raises(BenchmarkError, match="peak memory must be positive"):
         jobs_per_gpu(GIB, 0, cpu_cores=4)
+
+
+def test_a_sweep_of_training_free_models_probes_a_positive_peak(monkeypatch):
+    """A sweep of models without trainable parameters (the floors, a frozen-encoder probe) still gets a
+    peak to pack by, from one eval forward each, not 0 (which packing refuses). No GPU here: the
+    allocator's counters are faked and the forwards run on the CPU."""
+    monkeypatch.setattr(packing, "reset_peak_memory", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 4096)
+    assert packing.probe_peak({"majority_class": {}, "constant_mask": {}}, get_budget("smoke"), torch.device("cpu")) == 4096
 
 
 def test_memory_fraction_is_an_equal_share():

@@ -7,11 +7,11 @@ crops of ``size`` x ``size`` pixels (crop rules live with each loader and in doc
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.paths import data_dir  # noqa: F401 (re-exported: wbcdata's callers name it here)
 from core.registry import Registry
 from core.sample import Sample
 
@@ -55,8 +55,3 @@ def register_dataset(
         return fn
 
     return wrap
-
-
-def data_dir() -> Path:
-    """Where datasets are extracted: ``$WBC_DATA_DIR`` or ``./data``."""
-    return Path(os.environ.get("WBC_DATA_DIR", "data")).resolve()

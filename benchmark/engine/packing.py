@@ -1,6 +1,7 @@
 """How many jobs of a sweep share one GPU (``benchmark.engine.devices.jobs_per_gpu``), from the peak memory
 the sweep's jobs measured: recorded by finished jobs of the same budget in the results folder, or,
-before any has run, probed with one training step of each model at the budget's batch and size.
+before any has run, probed with one training step of each model at the budget's batch and size (one
+prediction batch's forward for a model without trainable parameters).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 
 from benchmark.engine.budgets import Budget
 from benchmark.engine.devices import jobs_per_gpu, memory_fraction, reset_peak_memory
-from benchmark.engine.train import autocast_for
+from benchmark.engine.train import PREDICT_BATCH, autocast_for
 from benchmark.record.jobs import JobConfig
 from core.errors import BenchmarkError
 from core.sample import NUM_CLASSES
@@ -54,29 +55,41 @@ def recorded_peak(out_dir: Path, models: set[str], budget: Budget) -> int | None
 
 def probe_peak(models: dict[str, dict], budget: Budget, device: torch.device) -> int:
     """The largest allocator peak of one training step (forward, loss, backward, Adam step) over
-    ``models`` (name -> options) at the budget's batch size and input size, under the engine's autocast."""
+    ``models`` (name -> options) at the budget's batch size and input size, under the engine's autocast.
+    A model without trainable parameters (a floor, a frozen-encoder probe) never takes a step: its
+    jobs run forward passes only, so its peak is one eval forward of a prediction batch."""
     peak = 0
     for name, options in models.items():
         model = create_model(name, num_classes=NUM_CLASSES, img_size=budget.img_size, **options).to(device)
         params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            continue
         torch.cuda.empty_cache()
         reset_peak_memory(device)
-        n, size = budget.batch_size, budget.img_size
+        n, size = budget.batch_size if params else PREDICT_BATCH, budget.img_size
         batch = {"image": torch.rand(n, 3, size, size, device=device),
                  "mask": torch.randint(0, 3, (n, size, size), device=device),
                  "mask_valid": torch.ones(n, dtype=torch.bool, device=device),
                  "label": torch.randint(0, 5, (n,), device=device)}
-        opt = torch.optim.Adam(params)
-        model.train()
-        with autocast_for(device):
-            loss, _ = model.loss(model(batch["image"]), batch)
-        loss.backward()
-        opt.step()
+        _peak_step(model, params, batch, device)
         peak = max(peak, int(torch.cuda.max_memory_allocated(device)))
-        del model, opt, loss
+        del model
     return peak
+
+
+def _peak_step(model: torch.nn.Module, params: list[torch.Tensor], batch: dict[str, torch.Tensor],
+               device: torch.device) -> None:
+    """What a job's peak comes from: one training step, or one eval forward for a model without
+    trainable parameters. Its tensors and optimizer state are freed on return, before the next model."""
+    if not params:
+        model.eval()
+        with torch.no_grad(), autocast_for(device):
+            model(batch["image"])
+        return
+    opt = torch.optim.Adam(params)
+    model.train()
+    with autocast_for(device):
+        loss, _ = model.loss(model(batch["image"]), batch)
+    loss.backward()
+    opt.step()
 
 
 def plan_gpu(out_dir: Path, models: dict[str, dict], budget: Budget, device: torch.device) -> GpuPlan:

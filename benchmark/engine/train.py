@@ -111,8 +111,12 @@ def _quiet() -> bool:
     return bool(os.environ.get("CI")) or not sys.stderr.isatty()
 
 
+PREDICT_BATCH = 64
+"""Images per forward pass when predicting (validation, test targets)."""
+
+
 @torch.no_grad()
-def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: int = 64,
+def predict(model: WBCModel, data: ArraySet, device: torch.device, batch_size: int = PREDICT_BATCH,
             on_device: TensorSet | None = None) -> SetPredictions:
     """Per-sample outputs of ``model`` on ``data``; ``on_device`` is ``data`` already uploaded (the
     validation set, scored every epoch, is uploaded once per job)."""
