@@ -175,7 +175,7 @@ def _check_options(encoder: object, pretrained: object, weights: object, l2: obj
         raise BenchmarkError(f"linear_probe: {'; '.join(problems)} (in --model-kwargs; see docs/models.md)")
 
 
-@register_model("linear_probe", heads=("classifier",), min_size=MIN_SIZE)
+@register_model("linear_probe", heads=("classifier",), min_size=MIN_SIZE, features=True)
 def linear_probe(num_classes: int = 5, img_size: int = 224, *, encoder: str = DEFAULT_ENCODER,
                  pretrained: bool = False, weights: str | None = None, l2: float = DEFAULT_L2,
                  init_seed: int = 0) -> LinearProbe:
