@@ -36,7 +36,7 @@ from benchmark.record.metrics import rle_to_mask, segmentation_metrics
 from benchmark.record.jobs import JobConfig, require_jobs
 from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT
 from benchmark.analysis.selection import graded_kinds, groups, ordered_displays, ordered_targets, severity_levels
-from benchmark.reports.tables import seed_values
+from benchmark.reports.cells import seed_values
 from wbcdata.target_kinds import severity_text
 
 DPI = 100
