@@ -1,39 +1,22 @@
 """The calibration, boundary, explanation and invariance tables (benchmark.reports.metric_tables), on
-the tiny fixture's summary; the invariance columns are filled here with invented numbers, as the
+the tiny fixture's summary; its invariance columns are filled with invented numbers (conftest), as the
 fixture's jobs predate them."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from benchmark.analysis.intervals import seed_mean_interval
-from benchmark.record.summary import read_summary
 from benchmark.record.vocabulary import INVARIANCE_METRICS
 from benchmark.reports.cells import render_markdown
 from benchmark.reports.metric_tables import INVARIANCE, boundary, calibration, explanation, invariance
 from benchmark.reports.tables import SKIP_REASONS, TABLES, build_tables, write_tables
 
-SUMMARY = Path(__file__).resolve().parent / "fixtures" / "results_tiny" / "golden" / "summary.csv"
-
-
 @pytest.fixture(scope="module")
-def summary() -> pd.DataFrame:
-    return read_summary(SUMMARY)
-
-
-def with_invariance(df: pd.DataFrame) -> pd.DataFrame:
-    """Invented invariance values on shifted rows (in-domain stays null, as the engine leaves it);
-    a model without a segmenter gets no IoU change, as it has no masks to compare."""
-    rng = np.random.default_rng(3)
-    n, shifted = len(df), df["shifted"].to_numpy()
-    out = df.assign(flip_rate=np.where(shifted, rng.uniform(0.0, 0.4, n), np.nan),
-                    iou_change=np.where(shifted & df["iou"].notna(), rng.uniform(-0.2, 0.0, n), np.nan),
-                    feature_drift=np.where(shifted, rng.uniform(0.0, 0.3, n), np.nan))
-    no_class = df["accuracy"].isna()  # a segmenter alone has no class to flip
-    return out.assign(flip_rate=out["flip_rate"].where(~no_class))
+def summary(tiny_summary) -> pd.DataFrame:
+    return tiny_summary
 
 
 def _row(md: str, *first: str) -> list[str]:
@@ -55,8 +38,8 @@ def test_the_new_tables_are_registered_with_a_skip_reason():
     assert tuple(c.metric for c in INVARIANCE) == INVARIANCE_METRICS
 
 
-def test_invariance_by_kind_and_severity_with_intervals(summary):
-    df = with_invariance(summary)
+def test_invariance_by_kind_and_severity_with_intervals(tiny_summary_with_invariance):
+    df = tiny_summary_with_invariance
     md = render_markdown(invariance(df))
     cs = df[(df["protocol"] == "cross_stain") & (df["display"] == "sg_cldff") & (df["target"] == "hed:0.3")]
     per_seed = cs.groupby("seed")["flip_rate"].mean()  # the two sources averaged within a seed
@@ -78,8 +61,8 @@ def test_invariance_by_kind_and_severity_with_intervals(summary):
     assert "within_dataset" not in md  # no shifted targets there
 
 
-def test_a_metric_missing_on_some_rows_shows_na_and_all_missing_skips_the_table(summary):
-    df = with_invariance(summary)
+def test_a_metric_missing_on_some_rows_shows_na_and_all_missing_skips_the_table(summary, tiny_summary_with_invariance):
+    df = tiny_summary_with_invariance
     partial = df.assign(feature_drift=np.nan)
     md = render_markdown(invariance(partial))
     assert _row(md[md.index("Protocol cross_stain"):], "sg_cldff", "hed", "0.3")[2] == "n/a"

@@ -85,8 +85,8 @@ def test_report_commands_write_everything(tmp_path, capsys):
     printed = capsys.readouterr().out
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert figures == sorted(["iou_boxplot__cross_stain__tiny.png", "iou_vs_severity__cross_stain__tiny__hed.png",
-                              *[f"roc_pr__cross_stain__tiny__{m}.png" for m in ("resnext_cc", "sg_cldff",
-                                                                               "sg_cldff_no_align")]])
+                              *[f"{kind}__cross_stain__tiny__{m}.png" for kind in ("roc_pr", "reliability")
+                                for m in ("resnext_cc", "sg_cldff", "sg_cldff_no_align")]])
     for name in figures:
         data = (tmp_path / "figures" / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, name
