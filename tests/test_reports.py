@@ -19,6 +19,7 @@ import pytest
 from core.errors import BenchmarkError
 from benchmark.reports.figures import write_png, iou_severity_figure, job_predictions
 from benchmark.reports.claims import claims_tables
+from benchmark.analysis.intervals import seed_mean_interval
 from benchmark.analysis.hypotheses import HYPOTHESES, NOT_EVALUATED, PRIMARY, TREATED, evaluate_all
 from benchmark.reports.hypotheses import main_hypotheses, render_markdown
 from benchmark.analysis.stats import RULED_OUT, SUPPORTED, UNDECIDED, holm
@@ -84,8 +85,8 @@ def test_report_commands_write_everything(tmp_path, capsys):
     printed = capsys.readouterr().out
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert figures == sorted(["iou_boxplot__cross_stain__tiny.png", "iou_vs_severity__cross_stain__tiny__hed.png",
-                              *[f"roc_pr__cross_stain__tiny__{m}.png" for m in ("resnext_cc", "sg_cldff",
-                                                                               "sg_cldff_no_align")]])
+                              *[f"{kind}__cross_stain__tiny__{m}.png" for kind in ("roc_pr", "reliability")
+                                for m in ("resnext_cc", "sg_cldff", "sg_cldff_no_align")]])
     for name in figures:
         data = (tmp_path / "figures" / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, name
@@ -138,7 +139,7 @@ def test_missing_cells_render_dash_and_not_applicable_renders_na(summary):
     assert _cells(md, "resnext_cc")[0].endswith("(n=2)")  # fewer seeds than the others: n shown
     no_in_domain = summary[~((summary["display"] == "sg_cldff_no_align") & (summary["target"] == "in_domain"))]
     cells = _cells(tables_markdown(main_comparison(no_in_domain)), "sg_cldff_no_align")
-    assert cells[:5] == ["—"] * 5 and all("±" in c for c in cells[5:])
+    assert cells[:5] == ["—"] * 5 and all(" [" in c for c in cells[5:])
 
 
 def test_floors_sort_last_and_the_iou_gain_is_paired_on_seed_and_target(summary):
@@ -152,7 +153,8 @@ def test_floors_sort_last_and_the_iou_gain_is_paired_on_seed_and_target(summary)
     model, floor = (shifted[shifted["model"] == m].set_index(["seed", "source", "target"])["iou"]
                     for m in ("sg_cldff", "constant_mask"))
     diff = (model - floor).groupby("seed").mean()
-    assert _cells(md, "sg_cldff")[9] == f"+{100 * diff.mean():.1f} ± {100 * diff.std():.1f} (n=3)"
+    ci = seed_mean_interval(diff.to_numpy())
+    assert _cells(md, "sg_cldff")[9] == f"+{100 * diff.mean():.1f} [{100 * ci.low:+.1f}, {100 * ci.high:+.1f}] (n=3)"
     no_floor = tables_markdown(main_comparison(summary[summary["model"] != "constant_mask"]))
     assert _cells(no_floor, "sg_cldff")[4] == "—" and "constant_mask is not in these results" in no_floor
     assert _cells(no_floor, "resnext_cc")[4] == "n/a"

@@ -64,17 +64,25 @@ def _empty_classification(class_names: tuple[str, ...] | list[str]) -> dict:
     return out
 
 
-def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Top-label ECE (Guo et al. 2017) of labelled samples: the confidence (max probability) is
-    binned into ``bins`` equal-width bins ((b-1)/bins, b/bins], and ECE = sum over bins of
-    (bin share) x |accuracy - mean confidence| in the bin. 0 is perfectly calibrated; lower is
-    better. A classifier that always answers with the training prior is calibrated exactly when
-    the test set's majority share equals the prior's largest probability."""
+def calibration_bins(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, ...]:
+    """Per equal-width confidence bin ((b-1)/bins, b/bins] of the top-label confidence (max
+    probability): sample count, correct predictions and summed confidence. The bins of
+    :func:`expected_calibration_error`, shared with the reliability diagrams."""
     conf = proba.max(axis=1)
     correct = (proba.argmax(axis=1) == y).astype(np.float64)
     idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
-    gap = np.bincount(idx, weights=correct, minlength=bins) - np.bincount(idx, weights=conf, minlength=bins)
-    return float(np.abs(gap).sum() / len(y))
+    return (np.bincount(idx, minlength=bins), np.bincount(idx, weights=correct, minlength=bins),
+            np.bincount(idx, weights=conf, minlength=bins))
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE (Guo et al. 2017) of labelled samples: the confidence (max probability) is
+    binned into ``bins`` equal-width bins ((b-1)/bins, b/bins] (:func:`calibration_bins`), and ECE =
+    sum over bins of (bin share) x |accuracy - mean confidence| in the bin. 0 is perfectly
+    calibrated; lower is better. A classifier that always answers with the training prior is
+    calibrated exactly when the test set's majority share equals the prior's largest probability."""
+    _, correct, conf = calibration_bins(y, proba, bins)
+    return float(np.abs(correct - conf).sum() / len(y))
 
 
 def classification_metrics(

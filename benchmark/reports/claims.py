@@ -18,8 +18,8 @@ from benchmark.record.atomic import write_text
 from benchmark.analysis.paper import PAPER_CLAIMS
 from benchmark.record.summary import canonical
 from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT
-from benchmark.reports.tables import MAIN_METRICS, NO_DATA, NOT_APPLICABLE, Table, cell_of, finish, render_latex, \
-    render_markdown
+from benchmark.reports.cells import NO_DATA, NOT_APPLICABLE, Table, cell_of, finish, render_latex, render_markdown
+from benchmark.reports.tables import MAIN_METRICS
 
 CLAIMS_PROTOCOL, CLAIMS_SOURCE = "within_dataset", "bccd"
 

@@ -3,8 +3,11 @@
 - ``iou_vs_severity__<protocol>__<budget>__<kind>.png``: IoU against severity per model, one
   figure per graded target kind (HED jitter, each acquisition shift), mean +- SD over seeds
   (severity 0 = the untouched in-domain test), from the summary's ``target_kind`` and ``severity``;
+  with a second panel of the flip rate against severity when the summary has ``flip_rate`` values;
 - ``roc_pr__<protocol>__<budget>__<model>.png``: one-vs-rest ROC and precision-recall curves per
   class on the in-domain test, predictions pooled over seeds (and sources);
+- ``reliability__<protocol>__<budget>__<model>.png``: reliability diagram (accuracy against
+  confidence in ECE's 15 equal-width bins), in-domain and shifted, predictions pooled over seeds;
 - ``iou_boxplot__<protocol>__<budget>.png``: per-image IoU per target domain, one panel per model,
   pooled over seeds, recomputed from the run-length-encoded masks in ``predictions.jsonl.gz``;
 - ``explain__<protocol>__<budget>.png``: image, learned saliency S and Grad-CAM overlay (WBC mask
@@ -32,11 +35,12 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from core.sample import CLASSES
 from core.errors import BenchmarkError
-from benchmark.record.metrics import rle_to_mask, segmentation_metrics
+from benchmark.record.metrics import (ECE_BINS, calibration_bins, expected_calibration_error, rle_to_mask,
+                                      segmentation_metrics)
 from benchmark.record.jobs import JobConfig, require_jobs
 from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT
 from benchmark.analysis.selection import graded_kinds, groups, ordered_displays, ordered_targets, severity_levels
-from benchmark.reports.tables import seed_values
+from benchmark.reports.cells import seed_values
 from wbcdata.target_kinds import severity_text
 
 DPI = 100
@@ -109,41 +113,89 @@ def all_predictions(out_dir: Path) -> pd.DataFrame:
 
 # ---- the figures ----------------------------------------------------------------------------
 
-def iou_severity_figure(g: pd.DataFrame, kind: str, colours: dict[str, tuple], title: str) -> Figure | None:
-    """Mean +- SD over seeds of IoU at severity 0 (in-domain) and each severity of target kind
-    ``kind``; None if no data."""
-    if not (g["target_kind"] == kind).any() or g["iou"].isna().all():
-        return None
-    levels = severity_levels(g, kind)
-    severities = [s for s, _ in levels]
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
+def _severity_series(ax, g: pd.DataFrame, kind: str, metric: str, colours: dict[str, tuple],
+                     in_domain: bool) -> None:
+    """One line per model (and source) of ``metric``'s mean +- SD over seeds against ``kind``'s
+    severities, from severity 0 (the in-domain test) when ``in_domain``."""
+    severities = [s for s, _ in severity_levels(g, kind)]
     multi_source = g["source"].nunique() > 1
     for display in ordered_displays(g):
         for source in sorted(g.loc[g["display"] == display, "source"].unique()):
             mine = g[(g["display"] == display) & (g["source"] == source)]
-            points = [(0.0, mine[mine["target"] == IN_DOMAIN])]
+            points = [(0.0, mine[mine["target"] == IN_DOMAIN])] if in_domain else []
             points += [(s, mine[(mine["target_kind"] == kind) & (mine["severity"] == s)]) for s in severities]
             xs, means, sds = [], [], []
             for x, rows in points:
-                v = seed_values(rows, "iou").dropna() if not rows.empty else pd.Series(dtype=float)
+                v = seed_values(rows, metric).dropna() if not rows.empty else pd.Series(dtype=float)
                 if v.empty:
                     continue
                 xs.append(x)
                 means.append(v.mean())
                 sds.append(v.std(ddof=1) if len(v) > 1 else 0.0)
-            if not xs:
-                continue
-            label = f"{display} ({source})" if multi_source else display
-            ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=label, color=colours[display])
-    ax.set_xticks([0.0, *severities])
-    ax.set_xticklabels(["0\n(in-domain)", *[label.replace(" (", "\n(") for _, label in levels]], fontsize=7)
-    ax.set_xlabel(severity_text(kind))
-    ax.set_ylabel("IoU (mean ± SD over seeds)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _margins(fig, left=0.8, right=0.2, top=0.4, bottom=0.9)
+            if xs:
+                label = f"{display} ({source})" if multi_source else display
+                ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=label, color=colours[display])
+
+
+def iou_severity_figure(g: pd.DataFrame, kind: str, colours: dict[str, tuple], title: str) -> Figure | None:
+    """Mean +- SD over seeds of IoU at severity 0 (in-domain) and each severity of target kind
+    ``kind``, and beside it the flip rate per severity when the summary has one; None if no data."""
+    of_kind = g["target_kind"] == kind
+    if not of_kind.any() or g["iou"].isna().all():
+        return None
+    levels = severity_levels(g, kind)
+    panels = [("iou", "IoU (mean ± SD over seeds)", True)]
+    if g.loc[of_kind, "flip_rate"].notna().any():
+        panels.append(("flip_rate", "flip rate (mean ± SD over seeds)", False))
+    fig = Figure(figsize=(6 * len(panels), 4))
+    for ax, (metric, ylabel, in_domain) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
+        _severity_series(ax, g, kind, metric, colours, in_domain)
+        ticks = [(0.0, "0\n(in-domain)")] if in_domain else []
+        ticks += [(s, label.replace(" (", "\n(")) for s, label in levels]
+        ax.set_xticks([x for x, _ in ticks])
+        ax.set_xticklabels([t for _, t in ticks], fontsize=7)
+        ax.set_xlabel(severity_text(kind))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    _margins(fig, left=0.8, right=0.2, top=0.4, bottom=0.9, wspace=0.25)
+    return fig
+
+
+def _conditions(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    return [("in-domain", rows[rows["target"] == IN_DOMAIN]), ("shifted", rows[rows["target"] != IN_DOMAIN])]
+
+
+def reliability_figure(preds: pd.DataFrame, title: str) -> Figure | None:
+    """Reliability diagram of one model: accuracy against mean confidence in the equal-width bins of
+    :func:`~benchmark.record.metrics.expected_calibration_error`, in-domain and over the shifted
+    targets, samples pooled over seeds (and sources), with each bin's share of samples below; None
+    without labelled probabilities."""
+    labelled = preds[(preds["label"] >= 0) & preds["proba"].notna()]
+    if labelled.empty:
+        return None
+    fig = Figure(figsize=(5, 6))
+    ax, share_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    for (name, rows), colour in zip(_conditions(labelled), ("tab:blue", "tab:orange")):
+        if rows.empty:
+            continue
+        y, p = rows["label"].to_numpy(), np.stack(rows["proba"].to_list())
+        count, correct, conf = calibration_bins(y, p)
+        seen = count > 0
+        ece = expected_calibration_error(y, p)
+        ax.plot(conf[seen] / count[seen], correct[seen] / count[seen], marker="o", color=colour,
+                label=f"{name} (n={len(y)}, pooled ECE {100 * ece:.1f})")
+        share_ax.stairs(count / len(y), edges, color=colour)
+    ax.set(ylabel="accuracy in bin", xlim=(0, 1), ylim=(0, 1.02), title=f"{ECE_BINS} equal-width confidence bins")
+    share_ax.set(xlabel="confidence (max probability)", ylabel="share of samples")
+    for a in (ax, share_ax):
+        a.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    _margins(fig, left=0.8, right=0.2, top=0.7, bottom=0.6, hspace=0.1)
     return fig
 
 
@@ -279,6 +331,11 @@ def write_figures(out_dir: Path, df: pd.DataFrame, fig_dir: Path) -> list[Path]:
                 print(f"skipped figure roc_pr__{tag}__{display}: no class probabilities on labelled in-domain samples")
             else:
                 written.append(write_png(fig, fig_dir / f"roc_pr__{tag}__{display}.png"))
+            fig = reliability_figure(p[p["display"] == display], f"Reliability of {display}, pooled over seeds: {what}")
+            if fig is None:
+                print(f"skipped figure reliability__{tag}__{display}: no class probabilities on labelled samples")
+            else:
+                written.append(write_png(fig, fig_dir / f"reliability__{tag}__{display}.png"))
 
         fig = iou_boxplot_figure(p, displays, ordered_targets(g), f"Per-image IoU per target, pooled over seeds: "
                                  f"{what}")

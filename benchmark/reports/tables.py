@@ -1,25 +1,17 @@
-"""Result tables (Markdown and LaTeX booktabs) built from the summary DataFrame by pure functions.
+"""Result tables (Markdown and LaTeX booktabs) built from the summary DataFrame by pure functions,
+and the registry of every table a results folder gets (:data:`TABLES`).
 
-Conventions shared by every table:
-
-- values are percentages with one decimal (metric x 100), differences are in points;
-- a cell is mean +- SD over seeds; within a seed, several targets (or sources) are averaged
-  first, so the seed stays the unit of replication;
-- "—" marks a cell without any result, "n/a" a metric that does not apply to the model (every
-  seed's value is null);
-- when the number of seeds differs between cells of a table, every cell shows its own n; a
-  mean over fewer seeds is never shown without saying so.
-
-Each builder takes the summary DataFrame and returns :class:`Table` objects, one per (protocol,
-budget) group; rows are sorted first, so the output does not depend on the row order.
+Cells follow :mod:`benchmark.reports.cells`; the main and per-domain tables give each mean with its
+95% bootstrap interval over seeds, the others mean ± SD. Each builder takes the summary DataFrame and
+returns :class:`~benchmark.reports.cells.Table` objects, one per (protocol, budget) group; rows are
+sorted first, so the output does not depend on the row order. The tables of the secondary metrics
+(calibration, boundary, explanation, invariance) are in :mod:`benchmark.reports.metric_tables`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from benchmark.analysis.selection import (graded_kinds, groups, model_sort_key, ordered_displays, ordered_targets,
@@ -27,18 +19,17 @@ from benchmark.analysis.selection import (graded_kinds, groups, model_sort_key, 
 from benchmark.record.atomic import write_text
 from benchmark.record.metrics import LOWER_IS_BETTER
 from benchmark.record.vocabulary import IN_DOMAIN, NO_TREATMENT
+from benchmark.reports import metric_tables
+from benchmark.reports.cells import (INTERVAL, NO_DATA, NOT_APPLICABLE, Cell, Table, cell_of, finish, gain_over_floor,
+                                     group_title, number, paired_difference, render_latex, render_markdown,
+                                     table_label)
 from core.study import SG_CLDFF_VARIANTS
 from wbcdata.target_kinds import severity_text
-
-NO_DATA = "—"
-NOT_APPLICABLE = "n/a"
 
 FULL_MODEL = SG_CLDFF_VARIANTS[0]
 
 IOU_FLOOR = "constant_mask"
 """The floor (one of ``REFERENCE_MODELS``) every segmenter's IoU gain is measured against."""
-PAIR_KEYS: list[str] = ["seed", "source", "target"]
-"""What a model and the floor must share for their scores to be paired."""
 
 MAIN_METRICS: tuple[tuple[str, str], ...] = (
     ("accuracy", "Acc."), ("macro_f1", "Macro-F1"), ("auc_macro_ovr", "AUC"), ("iou", "IoU"),
@@ -46,161 +37,6 @@ MAIN_METRICS: tuple[tuple[str, str], ...] = (
 PER_DOMAIN_METRICS: tuple[tuple[str, str], ...] = (
     ("iou", "IoU"), ("boundary_iou", "Boundary IoU"), ("macro_f1", "macro-F1"),
 )
-
-VALUE_NOTE = (
-    "Values in percent (metric x 100, one decimal; differences in points); — no result; "
-    "n/a metric does not apply to the model."
-)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """Mean and SD over ``n`` seeds of one table cell; ``state`` is "ok", "missing" or "na"."""
-
-    state: str
-    mean: float | None = None
-    sd: float | None = None
-    n: int = 0
-    signed: bool = False
-
-
-@dataclass(frozen=True)
-class Table:
-    caption: str
-    label: str
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    n_text_columns: int
-    """Leading columns holding names (left-aligned); the rest hold numbers (right-aligned)."""
-
-
-# ---- aggregation ----------------------------------------------------------------------------
-
-def seed_values(rows: pd.DataFrame, metric: str) -> pd.Series:
-    """Per-seed value of ``metric``: the mean over that seed's rows where it is defined.
-
-    A seed whose rows all lack the metric is NaN (it then does not count in n)."""
-    return rows.groupby("seed")[metric].mean().sort_index()
-
-
-def cell_of(rows: pd.DataFrame, metric: str) -> Cell:
-    if rows.empty:
-        return Cell("missing")
-    return cell_from_seeds(seed_values(rows, metric))
-
-
-def cell_from_seeds(values: pd.Series, signed: bool = False) -> Cell:
-    if values.empty:
-        return Cell("missing")
-    v = values.dropna().to_numpy(dtype=np.float64)
-    if v.size == 0:
-        return Cell("na")
-    sd = float(np.std(v, ddof=1)) if v.size > 1 else None
-    return Cell("ok", float(np.mean(v)), sd, int(v.size), signed)
-
-
-def paired_difference(rows_a: pd.DataFrame, rows_b: pd.DataFrame, metric: str) -> Cell:
-    """Per-seed difference a - b over the seeds both have a value for (pairs share the seed)."""
-    if rows_a.empty or rows_b.empty:
-        return Cell("missing")
-    a, b = seed_values(rows_a, metric), seed_values(rows_b, metric)
-    if a.isna().all() or b.isna().all():
-        return Cell("na")
-    diff = (a - b).dropna()
-    return cell_from_seeds(diff, signed=True) if not diff.empty else Cell("missing")
-
-
-def gain_over_floor(rows: pd.DataFrame, floor: pd.DataFrame, metric: str) -> Cell:
-    """Per-seed mean of ``rows`` minus ``floor`` paired on seed, source and target, so both sides
-    average the same targets; "na" when the model lacks the metric, "missing" when no pair exists."""
-    if rows.empty:
-        return Cell("missing")
-    if rows[metric].isna().all():
-        return Cell("na")
-    pairs = rows[PAIR_KEYS + [metric]].merge(floor[PAIR_KEYS + [metric]], on=PAIR_KEYS, suffixes=("", "_floor"))
-    diff = (pairs[metric] - pairs[f"{metric}_floor"]).groupby(pairs["seed"]).mean().dropna()
-    return cell_from_seeds(diff, signed=True) if not diff.empty else Cell("missing")
-
-
-# ---- formatting -----------------------------------------------------------------------------
-
-def _pct(x: float, signed: bool) -> str:
-    r = round(100.0 * x, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return f"{r:+.1f}" if signed else f"{r:.1f}"
-
-
-def format_cell(cell: Cell, show_n: bool) -> str:
-    if cell.state == "missing":
-        return NO_DATA
-    if cell.state == "na":
-        return NOT_APPLICABLE
-    text = _pct(cell.mean, cell.signed)
-    if cell.sd is not None:
-        text += f" ± {_pct(cell.sd, False)}"
-    if show_n or cell.sd is None:
-        text += f" (n={cell.n})"
-    return text
-
-
-def finish(caption: str, label: str, header: Iterable[str], rows: list[list[str | Cell]], n_text: int) -> Table:
-    """Format the cells; n goes into every cell when cells of the table differ in seed count."""
-    ns = {c.n for row in rows for c in row if isinstance(c, Cell) and c.state == "ok"}
-    show_n = len(ns) > 1
-    if show_n:
-        seeds = "n (seeds) is given per cell because it differs between cells"
-    elif ns:
-        seeds = f"n = {ns.pop()} seeds per cell"
-    else:
-        seeds = "no cell has a value"
-    body = tuple(tuple(format_cell(c, show_n) if isinstance(c, Cell) else c for c in row) for row in rows)
-    return Table(f"{caption} Mean ± SD over seeds; {seeds}. {VALUE_NOTE}", label, tuple(header), body, n_text)
-
-
-def render_markdown(tables: list[Table]) -> str:
-    parts = []
-    for t in tables:
-        align = [":--"] * t.n_text_columns + ["--:"] * (len(t.header) - t.n_text_columns)
-        lines = [f"**{t.caption}**", "", "| " + " | ".join(t.header) + " |", "|" + "|".join(align) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in t.rows]
-        parts.append("\n".join(lines) + "\n")
-    return "\n".join(parts)
-
-
-_LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "—": "---",
-    "Δ": r"$\Delta$", "→": r"$\to$",
-}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
-
-
-def render_latex(tables: list[Table]) -> str:
-    """One booktabs ``table`` environment per table (needs ``\\usepackage{booktabs}``)."""
-    parts = []
-    for t in tables:
-        spec = "l" * t.n_text_columns + "r" * (len(t.header) - t.n_text_columns)
-        lines = [
-            r"\begin{table}[htbp]", r"\centering", r"\small",
-            rf"\caption{{{latex_escape(t.caption)}}}", rf"\label{{{t.label}}}",
-            rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-            " & ".join(latex_escape(h) for h in t.header) + r" \\", r"\midrule",
-        ]
-        lines += [" & ".join(latex_escape(c) for c in r) + r" \\" for r in t.rows]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-        parts.append("\n".join(lines) + "\n")
-    return "\n".join(parts)
-
-
-def _group_title(protocol: str, budget: str, g: pd.DataFrame) -> str:
-    sources = sorted(g["source"].unique())
-    return f"Protocol {protocol}, budget {budget}, source{'s' if len(sources) > 1 else ''} {', '.join(sources)}."
-
-
-def _label(kind: str, protocol: str, budget: str) -> str:
-    return f"tab:{kind}:{protocol}:{budget}"
 
 
 # ---- the tables -----------------------------------------------------------------------------
@@ -231,8 +67,8 @@ def main_comparison(df: pd.DataFrame) -> list[Table]:
         how += (f" ΔIoU vs floor = IoU minus that of {IOU_FLOOR} (the mean training mask, image ignored) on the "
                 "same seed, source and target, averaged within a seed"
                 + ("" if floor.any() else f"; — throughout: {IOU_FLOOR} is not in these results") + ".")
-        tables.append(finish(f"Main comparison. {_group_title(protocol, budget, g)} {how}",
-                             _label("main", protocol, budget), header, rows, 1))
+        tables.append(finish(f"Main comparison. {group_title(protocol, budget, g)} {how}",
+                             table_label("main", protocol, budget), header, rows, 1, INTERVAL))
     return tables
 
 
@@ -263,10 +99,10 @@ def ablation(df: pd.DataFrame) -> list[Table]:
                         delta = "ref" if model == FULL_MODEL else paired_difference(mine, full, m)
                         cells += [cell_of(mine, m), delta]
                     rows.append(cells)
-        caption = (f"Ablation of SG-CLDFF. {_group_title(protocol, budget, g)} Δ = variant minus {FULL_MODEL} "
+        caption = (f"Ablation of SG-CLDFF. {group_title(protocol, budget, g)} Δ = variant minus {FULL_MODEL} "
                    "(same stain treatment), paired over the seeds both have; shifted = mean over shifted targets "
                    "within a seed. Under a stain treatment only the variants run with it are listed.")
-        tables.append(finish(caption, _label("ablation", protocol, budget), header, rows, 2))
+        tables.append(finish(caption, table_label("ablation", protocol, budget), header, rows, 2))
     return tables
 
 
@@ -290,14 +126,14 @@ def per_domain(df: pd.DataFrame, metric: str, name: str) -> list[Table]:
             scored = [(sign * c.mean, t, c.mean) for c, t in zip(cells, targets) if c.state == "ok"]
             if scored:
                 _, worst, value = min(scored)
-                worst_text = f"{worst} ({_pct(value, False)})"
+                worst_text = f"{worst} ({number(value)})"
             else:
                 worst_text = NOT_APPLICABLE if any(c.state == "na" for c in cells) else NO_DATA
             rows.append([display, source, *cells, worst_text])
-        caption = (f"{name} per target domain. {_group_title(protocol, budget, g)} Worst = target with the "
-                   f"{'highest' if sign < 0 else 'lowest'} mean (its mean in brackets).")
-        tables.append(finish(caption, _label(f"per-domain-{metric}", protocol, budget),
-                             ["Model", "Source", *targets, "Worst"], rows, 2))
+        caption = (f"{name} per target domain. {group_title(protocol, budget, g)} Worst = target with the "
+                   f"{'highest' if sign < 0 else 'lowest'} mean (its mean in parentheses).")
+        tables.append(finish(caption, table_label(f"per-domain-{metric}", protocol, budget),
+                             ["Model", "Source", *targets, "Worst"], rows, 2, INTERVAL))
     return tables
 
 
@@ -316,8 +152,8 @@ def iou_vs_severity(df: pd.DataFrame) -> list[Table]:
                 cells += [cell_of(mine[(mine["target_kind"] == kind) & (mine["severity"] == s)], "iou")
                           for s, _ in levels]
                 rows.append([display, source, *cells])
-            caption = f"IoU against {severity_text(kind)}. {_group_title(protocol, budget, g)}"
-            tables.append(finish(caption, _label(f"iou-vs-severity-{kind}", protocol, budget), header, rows, 2))
+            caption = f"IoU against {severity_text(kind)}. {group_title(protocol, budget, g)}"
+            tables.append(finish(caption, table_label(f"iou-vs-severity-{kind}", protocol, budget), header, rows, 2))
     return tables
 
 
@@ -349,10 +185,10 @@ def treatment_comparison(df: pd.DataFrame) -> list[Table]:
                         continue
                     deltas = [paired_difference(by_t[t], by_t[NO_TREATMENT], metric) for t in others]
                     rows.append([model, name, cond, *cells, *deltas])
-        caption = (f"Stain treatments head to head. {_group_title(protocol, budget, g)} Models run under more "
+        caption = (f"Stain treatments head to head. {group_title(protocol, budget, g)} Models run under more "
                    "than one treatment; Δ = treatment minus none, paired over the seeds both have; shifted = "
                    "mean over shifted targets within a seed.")
-        tables.append(finish(caption, _label("treatments", protocol, budget), header, rows, 3))
+        tables.append(finish(caption, table_label("treatments", protocol, budget), header, rows, 3))
     return tables
 
 
@@ -362,12 +198,14 @@ TABLES: dict[str, Callable[[pd.DataFrame], list[Table]]] = {
     **{f"per_domain_{m}": (lambda df, m=m, n=n: per_domain(df, m, n)) for m, n in PER_DOMAIN_METRICS},
     "iou_vs_severity": iou_vs_severity,
     "treatments": treatment_comparison,
+    **metric_tables.TABLES,
 }
 SKIP_REASONS: dict[str, str] = {
     "ablation": f"no SG-CLDFF variant ({', '.join(SG_CLDFF_VARIANTS)}) in the results",
     "iou_vs_severity": "no targets with a severity (HED jitter, acquisition shifts) in the results (cross_stain and "
                        "cross_scanner protocols have them)",
     "treatments": "no model was run under a stain treatment and without one (run with --treatments none,...)",
+    **metric_tables.SKIP_REASONS,
 }
 
 
