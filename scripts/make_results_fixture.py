@@ -51,6 +51,7 @@ from core.sample import CLASSES  # noqa: E402
 from benchmark.record.metrics import (  # noqa: E402
     SEGMENTATION_METRICS, classification_metrics, mask_to_rle, segmentation_metrics,
 )
+from benchmark.engine.invariance import cosine_distance, flip_rate, iou_change  # noqa: E402
 from wbcdata.target_kinds import get_target_kind  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "results_tiny"
@@ -197,6 +198,30 @@ def _metrics(proba: np.ndarray | None, pred: np.ndarray | None, truth: np.ndarra
     return out
 
 
+def _invariance(base: tuple, proba: np.ndarray | None, pred: np.ndarray | None, truth: np.ndarray,
+                shifted: bool, features: bool) -> dict:
+    """What ``benchmark.engine.invariance`` stores for a target against the unshifted cells (the
+    in-domain predictions ``base``), with the probabilities standing in for a model's features."""
+    if not shifted:
+        return {"flip_rate": None, "iou_change": None, "feature_drift": None}
+    b_proba, b_pred = base
+    return {"flip_rate": None if proba is None else flip_rate(b_proba, proba),
+            "iou_change": None if pred is None else iou_change(b_pred, pred, truth, np.ones(len(truth), bool)),
+            "feature_drift": float(cosine_distance(b_proba, proba).mean()) if features and proba is not None else None}
+
+
+def _selection(m: FakeModel, seed: int, target: Target, metrics: dict) -> dict:
+    """Invented side-by-side rules (``benchmark.engine.selection``): ``last`` as the job's own numbers,
+    ``train_val`` an earlier epoch that lost some of the shift robustness, ``oracle`` a little above."""
+    out = {}
+    for rule, epoch, gain in (("train_val", 9, -0.04 * target.shift), ("last", 19, 0.0), ("oracle", 15, 0.01)):
+        jitter = 0.0 if rule == "last" else 0.005 * _rng(m.model, seed, rule).normal()
+        out[rule] = {k: None if metrics[k] is None else round(min(1.0, max(0.0, metrics[k] + gain + jitter)), 6)
+                     for k in ("iou", "macro_f1")}
+        out[rule]["epoch"] = epoch
+    return out
+
+
 def _gzip_jsonl(path: Path, rows: list[dict]) -> None:
     """Byte-stable gzip: no file name and a zero timestamp in the header."""
     with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
@@ -227,10 +252,15 @@ def write_job(jobs: Path, protocol: str, source: str, m: FakeModel, seed: int, d
     job_dir = jobs / (dirname or f"{name}__{source}__seed{seed}__{cfg['job_id']}")
     job_dir.mkdir(parents=True)
     results, records = {}, []
+    base = None
     for t in targets(protocol, source):
         proba, pred = _predictions(m, protocol, source, seed, t, truth)
+        base = base or (proba, pred)  # the first target is in-domain: the unshifted cells
+        metrics = _metrics(proba, pred, truth, proba is not None and not m.floor)
+        metrics.update(_invariance(base, proba, pred, truth, t.transform is not None, not m.floor))
+        metrics["selection"] = _selection(m, seed, t, metrics)
         results[t.name] = {"domain": t.domain, "severity": t.severity, "transform": t.transform, "n": N_IMAGES,
-                           "metrics": _metrics(proba, pred, truth, proba is not None and not m.floor)}
+                           "metrics": metrics}
         for i in range(N_IMAGES):
             records.append({"target": t.name, "id": f"{source}/{i:03d}", "domain": t.domain, "label": int(LABELS[i]),
                             "proba": None if proba is None else proba[i].tolist(),

@@ -36,19 +36,6 @@ def pytest_runtest_makereport(item, call):
                            "set WBC_DATA_MIRROR to the folder holding the dataset archives")
 
 
-PENDING_TABLES = ("main", "per_domain_iou", "per_domain_boundary_iou", "per_domain_macro_f1",
-                  "calibration", "boundary", "explanation", "invariance")
-
-
-@pytest.fixture(scope="session")
-def tables_pending_regeneration() -> frozenset[str]:
-    """Tables that the report code now writes differently from, or in addition to, the committed
-    ``results/`` folders (bootstrap intervals in the main and per-domain tables; the calibration,
-    boundary, explanation and invariance tables). Those folders are regenerated from their summaries
-    after the merge (``scripts/rederive_reports.py``); this set is then emptied again, so that every
-    committed file is checked byte for byte."""
-    return frozenset(f"tables/{name}.{ext}" for name in PENDING_TABLES for ext in ("md", "tex"))
-
 
 TINY_SUMMARY = Path(__file__).resolve().parent / "fixtures" / "results_tiny" / "golden" / "summary.csv"
 
@@ -63,7 +50,7 @@ def tiny_summary() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def tiny_summary_with_invariance(tiny_summary) -> pd.DataFrame:
-    """The tiny summary with invented invariance values on shifted rows (its jobs predate them; the
+    """The tiny summary with other invented invariance values on every shifted row (the
     in-domain rows stay null, as the engine leaves them): no IoU change without masks, no flips
     without classes."""
     df, rng = tiny_summary, np.random.default_rng(3)

@@ -13,18 +13,12 @@ rederive = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rederive)
 
 
-def test_committed_reports_follow_from_their_summaries(capsys, tables_pending_regeneration) -> None:
-    """Every committed file but the tables pending regeneration (conftest) is rebuilt byte for byte."""
-    status = rederive.main([])
-    lines = [line for line in capsys.readouterr().out.splitlines() if " files re-derived, " in line]
-    assert len(lines) == len(list((ROOT / "results").glob("*/summary.csv"))) and status in (0, 1)
-    for line in lines:
-        differ = line.split(" differ")[1].lstrip(": ")
-        assert set(filter(None, differ.split(", "))) <= tables_pending_regeneration, line
+def test_committed_reports_follow_from_their_summaries() -> None:
+    assert rederive.main([]) == 0
 
 
-def test_a_changed_committed_file_is_reported(tmp_path, tables_pending_regeneration) -> None:
+def test_a_changed_committed_file_is_reported(tmp_path) -> None:
     folder = shutil.copytree(ROOT / "results" / "cross_stain", tmp_path / "cross_stain")
     (folder / "hypotheses.md").write_text("edited\n")
     n, bad = rederive.differing(folder)
-    assert n > 10 and [f for f in bad if f not in tables_pending_regeneration] == ["hypotheses.md"]
+    assert n > 10 and bad == ["hypotheses.md"]

@@ -21,6 +21,7 @@ from benchmark.reports.figures import write_png, iou_severity_figure, job_predic
 from benchmark.reports.claims import claims_tables
 from benchmark.analysis.intervals import seed_mean_interval
 from benchmark.analysis.hypotheses import HYPOTHESES, NOT_EVALUATED, PRIMARY, TREATED, evaluate_all
+from benchmark.analysis.rules import evaluate_rules
 from benchmark.reports.hypotheses import main_hypotheses, render_markdown
 from benchmark.analysis.stats import RULED_OUT, SUPPORTED, UNDECIDED, holm
 from benchmark.record.jobs import completed_job_dirs
@@ -178,7 +179,8 @@ def test_tables_do_not_depend_on_row_order(summary):
     shuffled = summary.sample(frac=1.0, random_state=7).reset_index(drop=True)
     assert not shuffled["job_id"].equals(summary["job_id"])
     assert build_tables(shuffled) == build_tables(summary)
-    assert render_markdown(evaluate_all(shuffled)) == render_markdown(evaluate_all(summary))
+    assert render_markdown(evaluate_all(shuffled), evaluate_rules(shuffled)) == \
+        render_markdown(evaluate_all(summary), evaluate_rules(summary))
 
 
 def test_summary_csv_round_trips(report, summary):
@@ -268,7 +270,7 @@ def test_holm_runs_over_the_folder_in_two_families(summary):
     hed = evs[("cross_stain", "hed", "H1")]  # alone in its family: not corrected for the primary ones
     assert hed.decision["family_size"] == 1 and hed.family == TREATED
     assert hed.decision["p_adjusted"] == pytest.approx(min(hed.test["p_shifted"], hed.test["p_below"]), rel=1e-5)
-    assert "stain treatments, m = 1: cross_stain/tiny/hed H1" in render_markdown(report)
+    assert "stain treatments, m = 1: cross_stain/tiny/hed H1" in render_markdown(report, evaluate_rules(summary))
 
 
 def test_a_claim_ruled_out_is_reported_so(summary):
@@ -280,7 +282,7 @@ def test_a_claim_ruled_out_is_reported_so(summary):
     report = evaluate_all(df)
     ev = _verdicts(df)["H1"]
     assert ev.verdict == RULED_OUT and ev.test["upper_bound"] < 0.02
-    md = render_markdown(report)
+    md = render_markdown(report, evaluate_rules(df))
     assert "### H1: RULED OUT" in md and "a gain of delta or more is excluded" in md and "*Power*: at alpha/4" in md
 
 

@@ -263,19 +263,16 @@ def test_targets_command_lists_every_kind_with_its_severities(capsys):
 
 
 @pytest.mark.parametrize("folder", sorted(p.parent.name for p in (ROOT / "results").glob("*/summary.csv")))
-def test_committed_tables_rebuild_from_their_summary(folder, tables_pending_regeneration):
+def test_committed_tables_rebuild_from_their_summary(folder):
     """Committed results are golden files of themselves: their summary.csv gives every committed
-    table byte for byte (Markdown and LaTeX), so no table was edited by hand or left stale; tables
-    pending regeneration after a change of their format (conftest) are left out until then."""
+    table byte for byte (Markdown and LaTeX), so no table was edited by hand or left stale."""
     out = ROOT / "results" / folder
-    pending = {name.removeprefix("tables/") for name in tables_pending_regeneration}
     tables = build_tables(read_summary(out / "summary.csv"))
-    committed = sorted(p.name for p in (out / "tables").iterdir() if p.name not in pending)
-    built = sorted(f"{name}.{ext}" for name, pair in tables.items() if isinstance(pair, tuple) for ext in ("md", "tex")
-                   if f"{name}.{ext}" not in pending)
+    committed = sorted(p.name for p in (out / "tables").iterdir())
+    built = sorted(f"{name}.{ext}" for name, pair in tables.items() if isinstance(pair, tuple) for ext in ("md", "tex"))
     assert built == committed
     for name, pair in tables.items():
-        if isinstance(pair, tuple) and f"{name}.md" not in pending:
+        if isinstance(pair, tuple):
             md, tex = pair
             assert md == (out / "tables" / f"{name}.md").read_text(), name
             assert tex == (out / "tables" / f"{name}.tex").read_text(), name
