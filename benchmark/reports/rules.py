@@ -23,7 +23,7 @@ def rules_markdown(primary: HypothesisReport, rules: RuleVerdicts) -> list[str]:
     lines = ["## Verdicts under each model-selection rule", ""]
     if not rules.reports:
         return lines + ["The jobs of this folder were run before the selection rules were recorded: only the "
-                        "primary verdicts exist (docs/results.md, \"Model-selection rules\").", ""]
+                        "primary verdicts exist (docs/models.md, \"Model-selection rules side by side\").", ""]
     names = list(rules.reports)
     lines += ["Primary: each job's own weights (its budget's rule) on whole targets, as above. The other columns score "
               "each rule's weights on the same images, the share of each target not held out for the oracle, and "
