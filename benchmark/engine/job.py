@@ -70,12 +70,14 @@ def _sample_records(target: str, pred: SetPredictions) -> list[dict]:
 
 def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Sample], target: TestTarget,
                  task: str, explain_images: int, device: torch.device,
-                 unshifted: UnshiftedCopies | None = None) -> tuple[dict, list[dict], dict | None]:
+                 unshifted: UnshiftedCopies | None = None,
+                 kept: dict[str, SetPredictions] | None = None) -> tuple[dict, list[dict], dict | None]:
     """One target's ``metrics.json`` record, its per-sample records and its explanation-panel entry
     (None for a model without Grad-CAM): what a job writes for each target of its split, and what
     ``evaluate`` writes for a target added later, so the two can never drift apart. ``unshifted``
     holds the model's predictions on the unshifted cells, shared by the targets of one job (None:
-    none to compare with, the invariance metrics n/a)."""
+    none to compare with, the invariance metrics n/a). ``kept`` receives the target's predictions
+    (the selection rules reuse them for the job's own weights)."""
     data = ArraySet.from_samples(samples, f"target {target.name}").map_images(treatment.preprocess)
 
     def run(d: ArraySet) -> SetPredictions:
@@ -84,6 +86,8 @@ def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Samp
     plain = target.kind is None and unshifted is not None  # images as they are: maybe another target's copy
     pred = unshifted.predictions(data.ids, run, data) if plain else run(data)
     base = unshifted.predictions(data.ids, run) if unshifted is not None and has_unshifted_copy(target) else None
+    if kept is not None:
+        kept[target.name] = pred
     scores = score_predictions(pred, task)
     scores["saliency_consistency"] = None
     panel = None
@@ -110,13 +114,15 @@ def _train_record(result: TrainResult, eval_seconds: float, device: torch.device
 
 
 def _score_rules(model: WBCModel, result: TrainResult, oracle: OracleRule, rest: dict[str, ArraySet],
-                 train_set: ArraySet, job: Job, device: torch.device, metrics: dict) -> dict:
+                 train_set: ArraySet, job: Job, device: torch.device, metrics: dict,
+                 kept: dict[str, SetPredictions]) -> dict:
     """Each target's ``metrics.selection`` (the rules side by side, ``benchmark.engine.selection``);
     returns the ``train.selection`` record: the primary rule, the oracle's settings and the cost."""
     t0 = time.perf_counter()
-    for name, rules in score_rules(model, result, oracle, rest, train_set, job.seed, device).items():
+    primary = PRIMARY_RULE[job.budget.selection]
+    for name, rules in score_rules(model, result, oracle, rest, train_set, job.seed, device, primary, kept).items():
         metrics[name]["metrics"]["selection"] = rules
-    return {"primary": PRIMARY_RULE[job.budget.selection], "oracle_share": ORACLE_SHARE, "oracle_every": ORACLE_EVERY,
+    return {"primary": primary, "oracle_share": ORACLE_SHARE, "oracle_every": ORACLE_EVERY,
             "oracle_seconds": round(oracle.seconds, 2), "scoring_seconds": round(time.perf_counter() - t0, 2)}
 
 
@@ -177,11 +183,11 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
                        progress=progress, desc=f"{display_name(job.model, job.treatment)} {job.source} s{job.seed}",
                        observer=oracle)
         unshifted = UnshiftedCopies(split.targets, lambda ids: [by_id[i] for i in ids], treatment)
-        metrics, records, panel = {}, [], {}
+        metrics, records, panel, kept = {}, [], {}, {}
         t_eval = time.perf_counter()
         for target in split.targets:
             metrics[target.name], rows, entry = score_target(model, treatment, builder.samples(target), target,
-                                                             split.task, job.budget.explain_images, device, unshifted)
+                                                             split.task, job.budget.explain_images, device, unshifted, kept)
             records += rows
             if entry is not None:
                 panel[target.name] = entry
@@ -196,7 +202,7 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         write_checkpoint(tmp, model, {"model": job.model, "model_kwargs": job.model_kwargs,
                                       "img_size": job.budget.img_size, "engine_version": ENGINE_VERSION,
                                       "job_id": job.id}, treatment, val_set)
-        selection = _score_rules(model, result, oracle, rest, train_set, job, device, metrics)
+        selection = _score_rules(model, result, oracle, rest, train_set, job, device, metrics, kept)
         write_json(tmp / "metrics.json", {"targets": metrics,
                                           "train": _train_record(result, eval_seconds, device, selection)})
         final = out_dir / "jobs" / job.dirname

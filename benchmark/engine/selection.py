@@ -25,15 +25,15 @@ import numpy as np
 import torch
 
 from benchmark.engine.batches import ArraySet, TensorSet
-from benchmark.engine.train import TrainResult, predict, selection_metrics, selection_score
+from benchmark.engine.train import SetPredictions, TrainResult, predict, selection_metrics, selection_score
 from benchmark.record.vocabulary import SELECTION_METRICS, SELECTION_RULES
 from models.base import WBCModel
 
 ORACLE_SHARE = 0.2
 """Share of each target's images (at least one) held out as the oracle's validation set."""
 
-ORACLE_EVERY = 4
-"""The oracle's candidate epochs: every 4th (epochs 3, 7, 11, ...) and the last trained."""
+ORACLE_EVERY = 5
+"""The oracle's candidate epochs: every 5th (epochs 4, 9, 14, ...) and the last trained."""
 
 PRIMARY_RULE = {"best": "train_val", "last": "last"}
 """Which side-by-side rule a budget's ``selection`` is."""
@@ -107,8 +107,25 @@ def split_targets(targets: dict[str, ArraySet]) -> tuple[dict[str, ArraySet], di
 
 
 def _scores(model: WBCModel, data: ArraySet, task: str, device: torch.device, epoch: int) -> dict:
-    metrics = selection_metrics(predict(model, data, device), task)
+    return _record(selection_metrics(predict(model, data, device), task), epoch)
+
+
+def _record(metrics: dict, epoch: int | None) -> dict:
     return {**{m: metrics.get(m) for m in SELECTION_METRICS}, "epoch": epoch}
+
+
+def rest_of(pred: SetPredictions) -> SetPredictions:
+    """A whole target's predictions cut to the share not held out for the oracle (what
+    :func:`split_targets` leaves to score), so the job's own weights need no second pass."""
+    held = oracle_mask(pred.ids)
+    keep = ~held if held.any() else np.ones(len(pred.ids), bool)
+
+    def cut(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[keep]
+
+    return SetPredictions([i for i, k in zip(pred.ids, keep) if k], [d for d, k in zip(pred.domains, keep) if k],
+                          pred.labels[keep], cut(pred.proba), cut(pred.pred_masks), pred.true_masks[keep],
+                          pred.mask_valid[keep], pred.has_nucleus, cut(pred.features))
 
 
 def _load(model: WBCModel, state: dict, train_set: ArraySet, seed: int, device: torch.device) -> None:
@@ -120,24 +137,31 @@ def _load(model: WBCModel, state: dict, train_set: ArraySet, seed: int, device: 
 
 
 def score_rules(model: WBCModel, result: TrainResult, oracle: OracleRule, rest: dict[str, ArraySet],
-                train_set: ArraySet, seed: int, device: torch.device) -> dict[str, dict[str, dict]]:
-    """target -> rule -> {iou, macro_f1, epoch} on the target's rest. Leaves ``model`` holding whichever
-    rule's weights came last: call it after the job's own weights are written. A training-free model
-    has one set of weights, so every rule gives the same scores."""
-    out: dict[str, dict[str, dict]] = {name: {} for name in rest}
+                train_set: ArraySet, seed: int, device: torch.device, primary: str,
+                kept: dict[str, SetPredictions]) -> dict[str, dict[str, dict]]:
+    """target -> rule -> {iou, macro_f1, epoch} on the target's rest. The ``primary`` rule's weights
+    are the job's own: their scores come from its whole-target predictions ``kept``, and so do the
+    oracle's picks of the same epoch. Leaves ``model`` holding whichever rule's weights came last:
+    call it after the job's own weights are written. A training-free model has one set of weights,
+    so every rule gives the same scores."""
+    own = {name: _record(selection_metrics(rest_of(kept[name]), oracle.task), None) for name in rest}
     if not result.candidates:  # training-free: its one fit is every rule's pick
-        for name, data in rest.items():
-            s = _scores(model, data, oracle.task, device, 0)
-            out[name] = {rule: dict(s) for rule in SELECTION_RULES}
-        return out
+        return {name: {rule: {**s, "epoch": 0} for rule in SELECTION_RULES} for name, s in own.items()}
+    own_epoch = result.candidates[primary][0]
+    out: dict[str, dict[str, dict]] = {name: {primary: {**s, "epoch": own_epoch}} for name, s in own.items()}
     for rule, (epoch, state) in result.candidates.items():
-        _load(model, state, train_set, seed, device)
-        for name, data in rest.items():
-            out[name][rule] = _scores(model, data, oracle.task, device, epoch)
+        if rule != primary:
+            _load(model, state, train_set, seed, device)
+            for name, data in rest.items():
+                out[name][rule] = _scores(model, data, oracle.task, device, epoch)
+    for name, (_, picked) in oracle.best.items():
+        if picked == own_epoch:
+            out[name]["oracle"] = {**own[name], "epoch": picked}
     for epoch, state in sorted(oracle.weights.items()):
-        _load(model, state, train_set, seed, device)
-        for name, (_, picked) in sorted(oracle.best.items()):
-            if picked == epoch:
+        names = [n for n, (_, picked) in sorted(oracle.best.items()) if picked == epoch and picked != own_epoch]
+        if names:
+            _load(model, state, train_set, seed, device)
+            for name in names:
                 out[name]["oracle"] = _scores(model, rest[name], oracle.task, device, epoch)
     for name in rest:
         out[name].setdefault("oracle", {**{m: None for m in SELECTION_METRICS}, "epoch": None})
