@@ -71,14 +71,17 @@ def _sample_records(target: str, pred: SetPredictions) -> list[dict]:
 def score_target(model: WBCModel, treatment: FittedTreatment, samples: list[Sample], target: TestTarget,
                  task: str, explain_images: int, device: torch.device,
                  unshifted: UnshiftedCopies | None = None,
-                 kept: dict[str, SetPredictions] | None = None) -> tuple[dict, list[dict], dict | None]:
+                 kept: dict[str, SetPredictions] | None = None,
+                 prepared: ArraySet | None = None) -> tuple[dict, list[dict], dict | None]:
     """One target's ``metrics.json`` record, its per-sample records and its explanation-panel entry
     (None for a model without Grad-CAM): what a job writes for each target of its split, and what
     ``evaluate`` writes for a target added later, so the two can never drift apart. ``unshifted``
     holds the model's predictions on the unshifted cells, shared by the targets of one job (None:
     none to compare with, the invariance metrics n/a). ``kept`` receives the target's predictions
-    (the selection rules reuse them for the job's own weights)."""
-    data = ArraySet.from_samples(samples, f"target {target.name}").map_images(treatment.preprocess)
+    (the selection rules reuse them for the job's own weights); ``prepared``: the samples already as
+    preprocessed arrays (a job prepares each target once, for the oracle and for scoring)."""
+    data = prepared if prepared is not None else \
+        ArraySet.from_samples(samples, f"target {target.name}").map_images(treatment.preprocess)
 
     def run(d: ArraySet) -> SetPredictions:
         return predict(model, d, device)
@@ -174,8 +177,9 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         train_set = ArraySet.from_samples([by_id[i] for i in split.train], f"{split.key} train")
         val_set = ArraySet.from_samples([by_id[i] for i in split.val], f"{split.key} val")
         builder = builder or TargetBuilder(split, by_id, job.data_versions)
-        held, rest = split_targets({t.name: ArraySet.from_samples(builder.samples(t), f"target {t.name}")
-                                    .map_images(treatment.preprocess) for t in split.targets})
+        prepared = {t.name: ArraySet.from_samples(builder.samples(t), f"target {t.name}").map_images(treatment.preprocess)
+                    for t in split.targets}
+        held, rest = split_targets(prepared)
         oracle = OracleRule(held, split.task, device)
         train_set = train_set.map_images(treatment.preprocess)
         result = train(model, train_set, val_set.map_images(treatment.preprocess),
@@ -187,7 +191,8 @@ def run_job(job: Job, split: Split, by_id: dict[str, Sample], out_dir: Path,
         t_eval = time.perf_counter()
         for target in split.targets:
             metrics[target.name], rows, entry = score_target(model, treatment, builder.samples(target), target,
-                                                             split.task, job.budget.explain_images, device, unshifted, kept)
+                                                             split.task, job.budget.explain_images, device, unshifted, kept,
+                                                             prepared[target.name])
             records += rows
             if entry is not None:
                 panel[target.name] = entry
