@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+
+import benchmark  # noqa: F401 - applies the ISA pin (core/isa.py) before torch runs, as every entry point does
 import pandas as pd
 import pytest
 

@@ -8,6 +8,7 @@ import sys
 
 from benchmark.engine.budgets import BUDGETS
 from core.errors import BenchmarkError
+from core.isa import pin_mode
 
 
 def _cmd_data(rest: list[str]) -> int:
@@ -291,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        pin_mode()  # a misspelt $WBC_CPU_ISA is named before anything runs (the package import pinned anyway)
         if argv and argv[0] == "data":
             known, rest = _plugin_parser().parse_known_args(argv[1:])
             _load_plugins(known.plugin)

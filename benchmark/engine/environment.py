@@ -4,7 +4,8 @@ Training here is deterministic within one environment but chaotic across them: a
 numpy release, or another CPU's float-reduction order, sends a seed down another trajectory. So
 every job's ``config.json`` records the environment it ran in, and the report writes the distinct
 ones to ``<out>/environments.json`` keyed by the ``env_id`` column of ``summary.csv``. Two jobs
-give bit-identical numbers only when their ``env_id`` (lock, packages, processor, threads) match;
+give bit-identical numbers only when their ``env_id`` (lock, packages, processor and its instruction
+sets, the kernels pinned by ``core.isa``, threads) match;
 otherwise they agree statistically at best (README "Reproducing the numbers").
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ import subprocess
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+
+from core.isa import kernels, processor
 
 RECORDED_PACKAGES: tuple[str, ...] = (
     "torch", "torchvision", "timm", "numpy", "opencv-python-headless", "torchstain",
@@ -112,6 +115,8 @@ def environment_record(threads: int | None = None) -> dict:
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
         "cpu": cpu_model(),
+        "processor": processor(),  # vendor, family, model, instruction-set flags (core/isa.py)
+        "kernels": kernels(),  # the ISA pin and what ATen, oneDNN and MKL run
         "gpu": gpu,
         **({"gpu_runtime": gpu_runtime()} if gpu is not None else {}),  # absent on CPU: CPU env ids stay as they were
         "threads": int(threads if threads is not None else torch.get_num_threads()),

@@ -28,13 +28,14 @@ import torch
 from benchmark.engine.launchers.base import (LaunchRequest, Outcome, WorkerSettings, describe_error,
                                              register_launcher, run_in_worker)
 from core.errors import BenchmarkError
+from core.isa import PIN_ENV, PINNED
 
 MAX_RETRIES = 2
 """Reruns of a job whose worker or node died (or that hit an OSError) before it is reported failed."""
 
 FORWARDED_ENV: tuple[str, ...] = (
     "WBC_DATA_DIR", "WBC_DATA_MIRROR", "WBC_PLUGINS", "WBC_DATASETS", "HF_HUB_OFFLINE", "HF_HOME",
-    "TORCH_HOME", "CUBLAS_WORKSPACE_CONFIG", "WBC_CUDA_DETERMINISTIC",
+    "TORCH_HOME", "CUBLAS_WORKSPACE_CONFIG", "WBC_CUDA_DETERMINISTIC", PIN_ENV, *PINNED,
 )
 """Environment a worker on another node needs to find the same data, plugins and cached weights."""
 
