@@ -13,7 +13,7 @@ JOBS ?=
 DEVICE ?=
 LAUNCHER ?=
 RAY_ADDRESS ?=
-OUT ?= results/$(PROTOCOL)
+OUT ?= runs/$(PROTOCOL)
 # No internet on the project machines: take datasets from the shared mirror when it is there.
 WBC_DATA_MIRROR ?= $(wildcard $(abspath ../shared/datasets))
 export WBC_DATA_MIRROR
@@ -81,7 +81,7 @@ cross-dataset-cpu: install
 # Zheng D1, in its own folder so its verdicts sit beside the 64 px ones.
 cross-stain-128: install
 	$(MAKE) benchmark PROTOCOL=cross_stain BUDGET=cpu128 SOURCES=zheng_d1 \
-		MODELS=sg_cldff,sg_cldff_no_align,sg_cldff_no_cldff OUT=results/cross_stain_128
+		MODELS=sg_cldff,sg_cldff_no_align,sg_cldff_no_cldff OUT=runs/cross_stain_128
 
 # The paper's Table 3 claims (H3/H4) and the claims table: every model within BCCD, the one paper
 # dataset we hold (resnext_cc_small stands in for the full ResNeXt-CC, as in cross-dataset-cpu).

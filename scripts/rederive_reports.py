@@ -1,8 +1,9 @@
 """Does each committed results folder's report still follow from its summary.csv under this code?
 
-Rebuilds the tables, hypotheses and claims of every ``results/*/summary.csv`` into a scratch folder
-and compares them byte for byte with the committed files (a check for refactors that must not change
-numbers; ``report`` itself rebuilds from job folders, which are not committed). Exit status 1 when
+Rebuilds the tables, severity figures, hypotheses and claims of every ``results/*/summary.csv`` into
+a scratch folder and compares them byte for byte with the committed files (a check for refactors
+that must not change numbers; ``report`` and ``hypotheses`` on a folder without job folders write
+the same files in place). Exit status 1 when
 any file differs. ``--write`` instead rewrites the differing files in place: for a change of the
 reports' code (a new table, a new section), never of the numbers behind them.
 
@@ -10,7 +11,9 @@ reports' code (a new table, a new section), never of the numbers behind them.
 """
 from __future__ import annotations
 
+import contextlib
 import filecmp
+import io
 import shutil
 import sys
 import tempfile
@@ -21,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmark.record.summary import read_summary  # noqa: E402
 from benchmark.reports.claims import write_claims  # noqa: E402
+from benchmark.reports.figures import write_figures  # noqa: E402
 from benchmark.reports.hypotheses import write_hypotheses  # noqa: E402
 from benchmark.reports.tables import write_tables  # noqa: E402
 
@@ -32,6 +36,8 @@ def differing(folder: Path, write: bool = False) -> tuple[int, list[str]]:
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch)
         write_tables(df, out / "tables")
+        with contextlib.redirect_stdout(io.StringIO()):  # the figures' skip notes
+            write_figures(folder, df, out / "figures", from_jobs=False)
         write_hypotheses(df, out)
         write_claims(df, out)
         files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())

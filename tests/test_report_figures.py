@@ -51,8 +51,25 @@ def test_reliability_diagram_is_skipped_without_probabilities(preds):
 
 def test_severity_figure_gets_a_flip_rate_panel_when_the_summary_has_one(tiny_summary, tiny_summary_with_invariance):
     summary = tiny_summary.assign(flip_rate=np.nan)  # jobs that predate flip rates
+    sources = sorted(summary.loc[summary["target_kind"] == "hed", "source"].unique())
     colours = {d: (0.2, 0.4, 0.6, 1.0) for d in summary["display"].unique()}
-    assert len(iou_severity_figure(summary, "hed", colours, "t").axes) == 1
+    assert len(iou_severity_figure(summary, "hed", colours, "t").axes) == len(sources)
     fig = iou_severity_figure(tiny_summary_with_invariance, "hed", colours, "t")
-    assert len(fig.axes) == 2 and fig.axes[1].get_ylabel().startswith("flip rate")
+    assert len(fig.axes) == 2 * len(sources) and fig.axes[1].get_ylabel().startswith("flip rate")
     assert "in-domain" not in " ".join(t.get_text() for t in fig.axes[1].get_xticklabels())
+
+
+def test_severity_figure_has_a_panel_per_source_and_one_legend_off_the_data(tiny_summary_with_invariance):
+    """A line per model and source in one panel (15 lines, a colour per model only) was unreadable."""
+    g = tiny_summary_with_invariance
+    sources = sorted(g.loc[g["target_kind"] == "hed", "source"].unique())
+    assert len(sources) > 1, "the fixture must have several sources for this check"
+    displays = list(g["display"].unique())
+    colours = {d: (i / len(displays), 0.3, 0.5, 1.0) for i, d in enumerate(displays)}
+    fig = iou_severity_figure(g, "hed", colours, "t")
+    assert [ax.get_title() for ax in fig.axes[::2]] == [f"trained on {s}" for s in sources]
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    for ax in fig.axes:
+        line_colours = [tuple(line.get_color()) for line in ax.lines if line.get_marker() == "o"]
+        assert line_colours
+        assert len(line_colours) == len(set(line_colours)), f"two lines share a colour in {ax.get_title()}"

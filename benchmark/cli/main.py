@@ -103,7 +103,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     budget = get_budget(args.budget or default_budget_name(device))
     sources, targets = _names(args.sources, [], "--sources") or None, _names(args.targets, [], "--targets")
     extension = select(args.protocol, sources, targets)[0]
-    out = Path(args.out or f"results/{extension.name if extension else args.protocol}")
+    out = Path(args.out or f"{RUNS_DIR}/{extension.name if extension else args.protocol}")
     treatments = _names(args.treatments, list_treatments(), "--treatments") or [NO_TREATMENT]
     options = {**({"pretrained": True} if args.pretrained else {}), **_json_object(args.model_kwargs, "--model-kwargs")}
     sweep = Sweep(args.protocol, models, list(range(args.seeds)), budget, out, treatments=treatments,
@@ -203,6 +203,10 @@ def _load_plugins(modules: list[str]) -> None:
         add_plugins(modules)
 
 
+RUNS_DIR = "runs"
+"""Where a run writes by default: not ``results/``, whose committed reference folders a user's first
+run must not overwrite (README; ``make benchmark`` too)."""
+
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when present, cpu otherwise); a device this machine lacks is an error"
 
 
@@ -227,7 +231,8 @@ def _run_parser(sub) -> None:
                    "hash and named in the job folder")
     r.add_argument("--pretrained", action="store_true",
                    help="start timm backbones from cached ImageNet weights (fails if not cached; default: from scratch)")
-    r.add_argument("--out", help="results folder (default results/<protocol>)")
+    r.add_argument("--out", help=f"results folder (default {RUNS_DIR}/<protocol>; the committed reference folders "
+                   "in results/ are never written by default)")
     r.add_argument("--jobs", type=int, help="jobs run in parallel (default: one per CPU core; on a GPU as many as "
                    "its free memory takes at the jobs' measured peak, see docs/gpu.md)")
     r.add_argument("--device", help=DEVICE_HELP)

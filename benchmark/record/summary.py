@@ -168,6 +168,44 @@ def build_summary(out_dir: Path) -> pd.DataFrame:
     return canonical(df)
 
 
+def jobs_without_folders(out_dir: Path) -> list[str]:
+    """Job ids ``summary.csv`` holds whose completed folders are not under ``jobs/`` (all of them in
+    a committed reference folder, whose checkpoints are not committed); [] without a summary."""
+    path = Path(out_dir) / "summary.csv"
+    if not path.exists():
+        return []
+    try:
+        ids = pd.read_csv(path, usecols=["job_id"], dtype=str)["job_id"]
+    except (ValueError, pd.errors.ParserError) as e:
+        raise BenchmarkError(f"{path} has no readable job_id column ({e}); rebuild it with `report`") from e
+    present = {d.name.rsplit("__", 1)[-1] for d in completed_job_dirs(out_dir)}
+    return sorted(set(ids) - present)
+
+
+def check_rebuildable(out_dir: Path) -> None:
+    """Refuse to rebuild ``summary.csv`` from ``jobs/`` when that would drop rows: its jobs are not
+    all here. Checked before a run trains and before a report writes, so nothing is lost."""
+    missing = jobs_without_folders(out_dir)
+    if missing:
+        path = Path(out_dir) / "summary.csv"
+        raise BenchmarkError(
+            f"{path} holds {len(missing)} job(s) whose folders are not in {Path(out_dir) / 'jobs'} (a committed "
+            f"reference folder, or job folders deleted by hand), e.g. {missing[0]}: rebuilding it from jobs/ would "
+            f"drop their rows. Run into another folder (`run --out`; the default is runs/<protocol>), or delete "
+            f"{path} to rebuild it from the job folders alone")
+
+
+def load_summary(out_dir: Path) -> tuple[pd.DataFrame, bool]:
+    """A results folder's rows and whether they were rebuilt from its job folders: from ``jobs/``
+    when it has completed jobs (:func:`check_rebuildable` first), else from its ``summary.csv`` (a
+    committed reference folder: anyone can re-derive its tables and verdicts)."""
+    out_dir = Path(out_dir)
+    if not completed_job_dirs(out_dir) and (out_dir / "summary.csv").exists():
+        return read_summary(out_dir / "summary.csv"), False
+    check_rebuildable(out_dir)
+    return build_summary(out_dir), True
+
+
 def write_summary(df: pd.DataFrame, path: Path) -> Path:
     write_text(path, df.to_csv(index=False, lineterminator="\n"))
     return path

@@ -1,9 +1,10 @@
 """Figures of a results folder (PNG, matplotlib Agg, byte-stable: no timestamp or version metadata).
 
 - ``iou_vs_severity__<protocol>__<budget>__<kind>.png``: IoU against severity per model, one
-  figure per graded target kind (HED jitter, each acquisition shift), mean +- SD over seeds
-  (severity 0 = the untouched in-domain test), from the summary's ``target_kind`` and ``severity``;
-  with a second panel of the flip rate against severity when the summary has ``flip_rate`` values;
+  figure per graded target kind (HED jitter, each acquisition shift), one row of panels per source,
+  mean +- SD over seeds (severity 0 = the untouched in-domain test), from the summary's
+  ``target_kind`` and ``severity``; with a flip-rate panel beside each when the summary has
+  ``flip_rate`` values. The only figure a folder without job folders can redraw;
 - ``roc_pr__<protocol>__<budget>__<model>.png``: one-vs-rest ROC and precision-recall curves per
   class on the in-domain test, predictions pooled over seeds (and sources);
 - ``reliability__<protocol>__<budget>__<model>.png``: reliability diagram (accuracy against
@@ -115,31 +116,29 @@ def all_predictions(out_dir: Path) -> pd.DataFrame:
 
 def _severity_series(ax, g: pd.DataFrame, kind: str, metric: str, colours: dict[str, tuple],
                      in_domain: bool) -> None:
-    """One line per model (and source) of ``metric``'s mean +- SD over seeds against ``kind``'s
-    severities, from severity 0 (the in-domain test) when ``in_domain``."""
+    """One line per model of ``metric``'s mean +- SD over seeds against ``kind``'s severities (``g``
+    holds one source), from severity 0 (the in-domain test) when ``in_domain``."""
     severities = [s for s, _ in severity_levels(g, kind)]
-    multi_source = g["source"].nunique() > 1
     for display in ordered_displays(g):
-        for source in sorted(g.loc[g["display"] == display, "source"].unique()):
-            mine = g[(g["display"] == display) & (g["source"] == source)]
-            points = [(0.0, mine[mine["target"] == IN_DOMAIN])] if in_domain else []
-            points += [(s, mine[(mine["target_kind"] == kind) & (mine["severity"] == s)]) for s in severities]
-            xs, means, sds = [], [], []
-            for x, rows in points:
-                v = seed_values(rows, metric).dropna() if not rows.empty else pd.Series(dtype=float)
-                if v.empty:
-                    continue
-                xs.append(x)
-                means.append(v.mean())
-                sds.append(v.std(ddof=1) if len(v) > 1 else 0.0)
-            if xs:
-                label = f"{display} ({source})" if multi_source else display
-                ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=label, color=colours[display])
+        mine = g[g["display"] == display]
+        points = [(0.0, mine[mine["target"] == IN_DOMAIN])] if in_domain else []
+        points += [(s, mine[(mine["target_kind"] == kind) & (mine["severity"] == s)]) for s in severities]
+        xs, means, sds = [], [], []
+        for x, rows in points:
+            v = seed_values(rows, metric).dropna() if not rows.empty else pd.Series(dtype=float)
+            if v.empty:
+                continue
+            xs.append(x)
+            means.append(v.mean())
+            sds.append(v.std(ddof=1) if len(v) > 1 else 0.0)
+        if xs:
+            ax.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=display, color=colours[display])
 
 
 def iou_severity_figure(g: pd.DataFrame, kind: str, colours: dict[str, tuple], title: str) -> Figure | None:
     """Mean +- SD over seeds of IoU at severity 0 (in-domain) and each severity of target kind
-    ``kind``, and beside it the flip rate per severity when the summary has one; None if no data."""
+    ``kind``, and beside it the flip rate per severity when the summary has one: one row of panels
+    per source (so no two lines share a colour), one legend outside the data; None if no data."""
     of_kind = g["target_kind"] == kind
     if not of_kind.any() or g["iou"].isna().all():
         return None
@@ -147,19 +146,24 @@ def iou_severity_figure(g: pd.DataFrame, kind: str, colours: dict[str, tuple], t
     panels = [("iou", "IoU (mean ± SD over seeds)", True)]
     if g.loc[of_kind, "flip_rate"].notna().any():
         panels.append(("flip_rate", "flip rate (mean ± SD over seeds)", False))
-    fig = Figure(figsize=(6 * len(panels), 4))
-    for ax, (metric, ylabel, in_domain) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
-        _severity_series(ax, g, kind, metric, colours, in_domain)
-        ticks = [(0.0, "0\n(in-domain)")] if in_domain else []
-        ticks += [(s, label.replace(" (", "\n(")) for s, label in levels]
-        ax.set_xticks([x for x, _ in ticks])
-        ax.set_xticklabels([t for _, t in ticks], fontsize=7)
-        ax.set_xlabel(severity_text(kind))
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    sources = sorted(g.loc[of_kind, "source"].unique())
+    fig = Figure(figsize=(4.5 * len(panels) + 2.2, 3.2 * len(sources) + 0.6))
+    axes = np.asarray(fig.subplots(len(sources), len(panels), squeeze=False))
+    for row, source in zip(axes, sources):
+        for ax, (metric, ylabel, in_domain) in zip(row, panels):
+            _severity_series(ax, g[g["source"] == source], kind, metric, colours, in_domain)
+            ticks = [(0.0, "0\n(in-domain)")] if in_domain else []
+            ticks += [(s, label.replace(" (", "\n(")) for s, label in levels]
+            ax.set_xticks([x for x, _ in ticks])
+            ax.set_xticklabels([t for _, t in ticks], fontsize=7)
+            ax.set_xlabel(severity_text(kind), fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_title(f"trained on {source}", fontsize=8)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
-    _margins(fig, left=0.8, right=0.2, top=0.4, bottom=0.9, wspace=0.25)
+    _margins(fig, left=0.7, right=2.2, top=0.75, bottom=0.7, wspace=0.3, hspace=0.6)
     return fig
 
 
@@ -304,51 +308,66 @@ def _explain_examples(out_dir: Path, g: pd.DataFrame) -> tuple[dict[str, np.ndar
     return None
 
 
-def write_figures(out_dir: Path, df: pd.DataFrame, fig_dir: Path) -> list[Path]:
-    """Every figure of a results folder; prints the reason for each figure skipped."""
-    preds = all_predictions(out_dir)
+def write_figures(out_dir: Path, df: pd.DataFrame, fig_dir: Path, from_jobs: bool = True) -> list[Path]:
+    """Every figure of a results folder; prints the reason for each figure skipped. Without job
+    folders (``from_jobs`` False: a committed reference folder) only the severity figures, drawn
+    from ``df``, are redrawn; the others need the jobs' predictions and are left as they are."""
+    preds = all_predictions(out_dir) if from_jobs else None
+    if preds is None:
+        print(f"kept the roc_pr, reliability, iou_boxplot and explain figures of {out_dir} as they are: "
+              f"they are drawn from the job folders' predictions, which are not here")
     written = []
     for protocol, budget, g in groups(df):
-        tag = f"{protocol}__{budget}"
-        what = f"{protocol}, budget {budget}"
-        displays = ordered_displays(g)
-        colours = _colours(displays)
-        p = preds[(preds["protocol"] == protocol) & (preds["budget"] == budget)]
+        tag, what = f"{protocol}__{budget}", f"{protocol}, budget {budget}"
+        colours = _colours(ordered_displays(g))
+        written += _severity_figures(g, tag, what, colours, fig_dir)
+        if preds is not None:
+            p = preds[(preds["protocol"] == protocol) & (preds["budget"] == budget)]
+            written += _prediction_figures(out_dir, g, p, tag, what, fig_dir)
+    return written
 
-        kinds = graded_kinds(g)
-        if not kinds:
-            print(f"skipped figure iou_vs_severity__{tag}: no targets with a severity in {what}")
-        for kind in kinds:
-            fig = iou_severity_figure(g, kind, colours, f"IoU vs {kind} severity: {what}")
-            if fig is None:
-                print(f"skipped figure iou_vs_severity__{tag}__{kind}: no IoU in {what}")
-            else:
-                written.append(write_png(fig, fig_dir / f"iou_vs_severity__{tag}__{kind}.png"))
 
-        for display in displays:
-            fig = roc_pr_figure(p[p["display"] == display], f"{display}, in-domain test pooled over seeds: {what}")
-            if fig is None:
-                print(f"skipped figure roc_pr__{tag}__{display}: no class probabilities on labelled in-domain samples")
-            else:
-                written.append(write_png(fig, fig_dir / f"roc_pr__{tag}__{display}.png"))
-            fig = reliability_figure(p[p["display"] == display], f"Reliability of {display}, pooled over seeds: {what}")
-            if fig is None:
-                print(f"skipped figure reliability__{tag}__{display}: no class probabilities on labelled samples")
-            else:
-                written.append(write_png(fig, fig_dir / f"reliability__{tag}__{display}.png"))
-
-        fig = iou_boxplot_figure(p, displays, ordered_targets(g), f"Per-image IoU per target, pooled over seeds: "
-                                 f"{what}")
+def _severity_figures(g: pd.DataFrame, tag: str, what: str, colours: dict[str, tuple], fig_dir: Path) -> list[Path]:
+    kinds = graded_kinds(g)
+    if not kinds:
+        print(f"skipped figure iou_vs_severity__{tag}: no targets with a severity in {what}")
+    written = []
+    for kind in kinds:
+        fig = iou_severity_figure(g, kind, colours, f"IoU vs {kind} severity: {what}")
         if fig is None:
-            print(f"skipped figure iou_boxplot__{tag}: no model with predicted and true masks in {what}")
+            print(f"skipped figure iou_vs_severity__{tag}__{kind}: no IoU in {what}")
         else:
-            written.append(write_png(fig, fig_dir / f"iou_boxplot__{tag}.png"))
+            written.append(write_png(fig, fig_dir / f"iou_vs_severity__{tag}__{kind}.png"))
+    return written
 
-        found = _explain_examples(out_dir, g)
-        fig = None if found is None else explain_panel_figure(
-            found[0], panel_targets(g), f"Saliency and Grad-CAM, {found[1]}: {what}")
+
+def _prediction_figures(out_dir: Path, g: pd.DataFrame, p: pd.DataFrame, tag: str, what: str,
+                        fig_dir: Path) -> list[Path]:
+    displays = ordered_displays(g)
+    written = []
+    for display in displays:
+        fig = roc_pr_figure(p[p["display"] == display], f"{display}, in-domain test pooled over seeds: {what}")
         if fig is None:
-            print(f"skipped figure explain__{tag}: no sg_cldff job with explain_examples.npz in {what}")
+            print(f"skipped figure roc_pr__{tag}__{display}: no class probabilities on labelled in-domain samples")
         else:
-            written.append(write_png(fig, fig_dir / f"explain__{tag}.png"))
+            written.append(write_png(fig, fig_dir / f"roc_pr__{tag}__{display}.png"))
+        fig = reliability_figure(p[p["display"] == display], f"Reliability of {display}, pooled over seeds: {what}")
+        if fig is None:
+            print(f"skipped figure reliability__{tag}__{display}: no class probabilities on labelled samples")
+        else:
+            written.append(write_png(fig, fig_dir / f"reliability__{tag}__{display}.png"))
+
+    fig = iou_boxplot_figure(p, displays, ordered_targets(g), f"Per-image IoU per target, pooled over seeds: {what}")
+    if fig is None:
+        print(f"skipped figure iou_boxplot__{tag}: no model with predicted and true masks in {what}")
+    else:
+        written.append(write_png(fig, fig_dir / f"iou_boxplot__{tag}.png"))
+
+    found = _explain_examples(out_dir, g)
+    fig = None if found is None else explain_panel_figure(
+        found[0], panel_targets(g), f"Saliency and Grad-CAM, {found[1]}: {what}")
+    if fig is None:
+        print(f"skipped figure explain__{tag}: no sg_cldff job with explain_examples.npz in {what}")
+    else:
+        written.append(write_png(fig, fig_dir / f"explain__{tag}.png"))
     return written

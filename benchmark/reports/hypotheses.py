@@ -13,7 +13,7 @@ from benchmark.analysis.hypotheses import (ALPHA, CONDITION_TEXT, NOT_EVALUATED,
 from benchmark.analysis.rules import RuleVerdicts, evaluate_rules
 from benchmark.analysis.stats import MAX_SEEDS, UNDECIDED, pts, standardized_effect
 from benchmark.record.atomic import write_json, write_text
-from benchmark.record.summary import build_summary
+from benchmark.record.summary import load_summary
 from benchmark.record.vocabulary import NO_TREATMENT
 from benchmark.reports.claims import write_claims
 from benchmark.reports.rules import rules_json, rules_markdown
@@ -173,7 +173,7 @@ def main_hypotheses(out_dir: Path) -> int:
     """``hypotheses``: decide H1-H4 from a results folder; writes hypotheses.md/json and claims.md/tex,
     prints each verdict with its reason and the Holm families."""
     out_dir = Path(out_dir)
-    df = build_summary(out_dir)
+    df, _ = load_summary(out_dir)
     report = write_hypotheses(df, out_dir)
     for ex in report.experiments:
         treat = "" if ex.treatment == NO_TREATMENT else f" treatment {ex.treatment}"
