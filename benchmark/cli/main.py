@@ -145,7 +145,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmark.reports.report import main_report
 
     out_dir, names = Path(args.results), _names(args.targets, [])
-    run = evaluate_results(out_dir, names, args.jobs, args.device)
+    run = evaluate_results(out_dir, names, args.jobs, args.device,
+                           allowed=frozenset(_names(",".join(args.allow_model or []), [])))
     refusals = "\n".join(f"  {job} [{'every target' if t == '*' else t}]: {why}" for job, t, why in run.refused)
     if not run.scored and not run.skipped:
         raise BenchmarkError(f"nothing in {out_dir} could be scored on {', '.join(names)}; refused:\n{refusals}")
@@ -153,6 +154,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"refused {len(run.refused)} (job, target) pair(s):\n{refusals}")
     print(f"scored {len(run.scored)} (job, target) pair(s), {len(run.skipped)} already scored")
     main_report(out_dir)
+    if run.untrusted:
+        raise BenchmarkError(f"{len(run.untrusted)} job(s) were not scored because their model must be named on the "
+                             f"command line first (--plugin, or --allow-model for a dotted path; reasons above); "
+                             f"the other jobs were scored and the report rebuilt")
     uncovered = [n for n in names if not run.covered(n)]
     if uncovered:
         raise BenchmarkError(f"no job could score target(s) {', '.join(uncovered)} (reasons above); "
@@ -259,6 +264,10 @@ def _results_parsers(sub) -> None:
                     "(hed, restain, defocus, jpeg, gamma, resample, ...: applied to each job's held-out in-domain "
                     "images); see `python -m benchmark targets`")
     ev.add_argument("--jobs", type=int, default=1, help="jobs scored in parallel processes (default 1)")
+    ev.add_argument("--allow-model", action="append", metavar="MODULE:FACTORY",
+                    help="a dotted-path model the folder's jobs name that you trust to be imported (repeatable, or "
+                    "comma-separated); without it such jobs are refused: a results folder never chooses what code "
+                    "runs (docs/trust.md)")
     ev.add_argument("--device", help=DEVICE_HELP)
     _dataset_option(ev)
     hyp = sub.add_parser("hypotheses", help="H1-H4 verdicts (SUPPORTED / RULED OUT / UNDECIDED, Holm per family) "

@@ -32,8 +32,9 @@ from benchmark.engine.batches import ArraySet, to_batch
 from benchmark.engine.treatments import FittedTreatment, _MacenkoNormalizer
 from core.errors import BenchmarkError
 from core.sample import CLASSES
-from models import create_model
+from models import MODELS, create_model
 from models.base import WBCModel
+from models.registry import is_dotted_path
 from wbcdata.stain import StainProfile
 
 CHECKPOINT_FORMAT = 1
@@ -47,6 +48,43 @@ PROBE_IMAGES = 4
 class JobRefused(BenchmarkError):
     """A job that cannot be rebuilt, or scored on some target; the message is the reason, which
     ``evaluate`` prints beside the job's name."""
+
+
+class ModelNotTrusted(JobRefused):
+    """A job whose model this process may not build until the user says so on the command line: a
+    dotted path (code a results folder would make us import) or a name no loaded plugin registers.
+    ``evaluate`` scores the other jobs, then exits non-zero with the way to allow it."""
+
+
+def check_model_name(name: object, allowed: frozenset[str]) -> str:
+    """The model a checkpoint names, if this process may build it: a registered name (built-in, or a
+    plugin the user loaded), or a dotted path the user allowed (``evaluate --allow-model``). A
+    results folder is data: the names in it never choose what code is imported (docs/trust.md)."""
+    if not isinstance(name, str) or not name:
+        raise JobRefused(f"{CHECKPOINT_FILE} names no model ({name!r})")
+    if is_dotted_path(name):
+        if name not in allowed:
+            raise ModelNotTrusted(
+                f"its model is the dotted path '{name}': importing it would run code named inside the results "
+                f"folder, which evaluate never does on its own. If you trust that module, name it yourself: "
+                f"--allow-model {name} (docs/trust.md)")
+    elif name not in MODELS:
+        raise ModelNotTrusted(f"its model '{name}' is not registered here: load the plugin that registers it "
+                              f"(--plugin MODULE or $WBC_PLUGINS; docs/plugins.md)")
+    return name
+
+
+def weights_path(job_dir: Path, meta: dict) -> Path:
+    """The weights file a checkpoint names, which must be a file inside ``job_dir`` (a name such as
+    ``../../elsewhere`` or a link out of the folder is refused)."""
+    name = (meta.get("weights") or {}).get("file") if isinstance(meta.get("weights"), dict) else None
+    if not isinstance(name, str) or not name:
+        raise JobRefused(f"{CHECKPOINT_FILE} names no weights file")
+    path = (job_dir / name).resolve()
+    if not path.is_relative_to(job_dir.resolve()) or path.parent != job_dir.resolve():
+        raise JobRefused(f"its weights file '{name}' is not a file of the job folder (weights are only read from "
+                         f"inside it)")
+    return path
 
 
 def treatment_state(fitted: FittedTreatment) -> dict:
@@ -160,21 +198,24 @@ def read_checkpoint(job_dir: Path) -> dict:
     return meta
 
 
-def load_checkpoint(job_dir: Path, engine_version: str) -> tuple[WBCModel, FittedTreatment, dict]:
+def load_checkpoint(job_dir: Path, engine_version: str,
+                    allowed: frozenset[str] = frozenset()) -> tuple[WBCModel, FittedTreatment, dict]:
     """The job's model with its selected weights, its test-time treatment and its checkpoint record.
 
     Refused (:class:`JobRefused`, the reason in the message) when there is no usable
     checkpoint, when the job was trained under another engine version than ``engine_version`` (the
-    code that trains or scores changed), or when the weights fail their checksum or do not fit the
-    model the code builds now."""
+    code that trains or scores changed), when its model may not be built (:func:`check_model_name`;
+    ``allowed``: the dotted paths the user allowed), or when the weights fail their checksum or do
+    not fit the model the code builds now."""
     meta = read_checkpoint(job_dir)
+    check_model_name(meta.get("model"), allowed)
     if str(meta.get("engine_version")) != str(engine_version):
         raise JobRefused(f"trained under engine version {meta.get('engine_version')}, this code is "
                          f"version {engine_version}: its results would mix two versions of the code; retrain it")
     if meta.get("classes") != list(CLASSES):
         raise JobRefused(f"trained on classes {meta.get('classes')}, this code has {list(CLASSES)}")
-    path = job_dir / meta["weights"]["file"]
-    if not path.exists():
+    path = weights_path(job_dir, meta)
+    if not path.is_file():
         raise JobRefused(f"{path.name} is missing")
     if sha256_file(path) != meta["weights"]["sha256"]:
         raise JobRefused(f"{path.name} does not match its SHA-256 in {CHECKPOINT_FILE} (corrupt or replaced)")

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import torch
 
 from benchmark.record.atomic import write_json
-from benchmark.engine.checkpoint import JobRefused, load_checkpoint
+from benchmark.engine.checkpoint import JobRefused, ModelNotTrusted, load_checkpoint
 from benchmark.engine.environment import environment_record
 from benchmark.engine.invariance import UnshiftedCopies
 from benchmark.engine.job import CPU_THREADS_PER_JOB, score_target
@@ -88,16 +88,19 @@ def file_stem(target: str) -> str:
 @dataclass
 class EvaluationRun:
     """What one ``evaluate`` call did: ``scored`` holds (job, requested name, target), ``skipped``
-    (job, requested name, why: scored before), ``refused`` (job, requested name or '*' for all, reason)."""
+    (job, requested name, why: scored before), ``refused`` (job, requested name or '*' for all, reason);
+    ``untrusted`` the jobs of ``refused`` whose model the user must name first (:class:`ModelNotTrusted`)."""
 
     scored: list[tuple[str, str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
     refused: list[tuple[str, str, str]] = field(default_factory=list)
+    untrusted: list[str] = field(default_factory=list)
 
     def merge(self, other: "EvaluationRun") -> None:
         self.scored += other.scored
         self.skipped += other.skipped
         self.refused += other.refused
+        self.untrusted += other.untrusted
 
     def covered(self, name: str) -> bool:
         """Whether some job has requested target ``name`` scored (now, before, or when it trained)."""
@@ -212,7 +215,7 @@ def write_evaluation(job_dir: Path, target: TestTarget, result: dict, records: l
 
 
 def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], data: _Data,
-                  device_name: str | None = None) -> EvaluationRun:
+                  device_name: str | None = None, allowed: frozenset[str] = frozenset()) -> EvaluationRun:
     """Score one job on each named target it has not been scored on, on ``device_name`` (``--device``;
     None: cuda when present); what it refused says why."""
     job, run = job_dir.name, EvaluationRun()
@@ -243,9 +246,11 @@ def _evaluate_job(job_dir: Path, names: list[str], splits: dict[str, Split], dat
     if not todo:
         return run
     try:
-        model, treatment, meta = load_checkpoint(job_dir, ENGINE_VERSION)
+        model, treatment, meta = load_checkpoint(job_dir, ENGINE_VERSION, allowed)
     except JobRefused as e:
         run.refused.append((job, "*", str(e)))
+        if isinstance(e, ModelNotTrusted):
+            run.untrusted.append(job)
         return run
     device = resolve_device(device_name)
     if device.type == "cpu":
@@ -276,17 +281,18 @@ _worker_data: _Data | None = None
 
 
 def _evaluate_in_worker(job_dir: Path, names: list[str], splits: dict[str, Split],
-                        device_name: str | None) -> EvaluationRun:
+                        device_name: str | None, allowed: frozenset[str]) -> EvaluationRun:
     global _worker_data
     _worker_data = _worker_data or _Data()
-    return _evaluate_job(job_dir, names, splits, _worker_data, device_name)
+    return _evaluate_job(job_dir, names, splits, _worker_data, device_name, allowed)
 
 
 def evaluate_results(out_dir: Path, names: list[str], workers: int = 1, device: str | None = None,
-                     log: Callable[[str], None] = print) -> EvaluationRun:
+                     log: Callable[[str], None] = print, allowed: frozenset[str] = frozenset()) -> EvaluationRun:
     """Score every completed job of ``out_dir`` on each named target it has not been scored on, in
     ``workers`` processes (jobs are independent and each is scored alike, so the count changes no number),
-    on ``device`` (None: cuda when present, cpu otherwise), checked here before any job is loaded."""
+    on ``device`` (None: cuda when present, cpu otherwise), checked here before any job is loaded.
+    ``allowed``: the dotted-path models the user named (``--allow-model``); no other is imported."""
     check_names(names)
     resolve_device(device)
     if not out_dir.is_dir():
@@ -301,10 +307,10 @@ def evaluate_results(out_dir: Path, names: list[str], workers: int = 1, device: 
     if workers <= 1 or len(jobs) <= 1:
         data = _Data()
         for i, job_dir in enumerate(jobs, 1):
-            report(i, _evaluate_job(job_dir, names, splits, data, device))
+            report(i, _evaluate_job(job_dir, names, splits, data, device, allowed))
         return run
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_evaluate_in_worker, job_dir, names, splits, device) for job_dir in jobs]
+        futures = [pool.submit(_evaluate_in_worker, job_dir, names, splits, device, allowed) for job_dir in jobs]
         for i, fut in enumerate(as_completed(futures), 1):
             report(i, fut.result())
     return run

@@ -67,6 +67,10 @@ def main_comparison(df: pd.DataFrame) -> list[Table]:
         how += (f" ΔIoU vs floor = IoU minus that of {IOU_FLOOR} (the mean training mask, image ignored) on the "
                 "same seed, source and target, averaged within a seed"
                 + ("" if floor.any() else f"; — throughout: {IOU_FLOOR} is not in these results") + ".")
+        added = df[(df["protocol"] == protocol) & (df["budget"] == budget) & df["evaluated"]]["target"].unique()
+        if len(added):
+            how += (f" Targets added by `evaluate` ({', '.join(sorted(added))}) are not in the shifted mean, which "
+                    "stays the protocol's own: see the per-domain tables.")
         tables.append(finish(f"Main comparison. {group_title(protocol, budget, g)} {how}",
                              table_label("main", protocol, budget), header, rows, 1, INTERVAL))
     return tables
