@@ -11,6 +11,7 @@ from typing import Callable, Generic, TypeVar
 
 from core.errors import BenchmarkError
 from core.plugins import load_plugins
+from core.suggest import did_you_mean
 
 T = TypeVar("T")
 
@@ -60,7 +61,8 @@ class Registry(Generic[T]):
         self._load()
         if name not in self._entries:
             valid = ", ".join(sorted(self._entries)) or "(none registered)"
-            raise BenchmarkError(f"unknown {self.kind} '{name}'; valid {self.kind}s: {valid}")
+            raise BenchmarkError(f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
+                                 f"valid {self.kind}s: {valid}")
         return self._entries[name]
 
     def names(self) -> list[str]:

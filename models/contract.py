@@ -128,8 +128,10 @@ def _check_output(model: WBCModel, out: object, size: int, k: int, features: boo
             tuple(value.shape) == (b, k) if field == "class_logits"
             else value.dim() == 4 and value.shape[0] == b and value.shape[1] in (1, 2) and tuple(value.shape[2:]) == (size, size))
         if not ok_shape:
+            what = ("one logit per class for each image" if field == "class_logits"
+                    else "mask logits at the input resolution")
             raise fail(f"{field} ({mode} mode) is {_shape(value)}, expected a float tensor {want}",
-                       f"{flag} = True promises {field} of that shape (mask logits at input resolution)")
+                       f"{flag} = True promises {field} of that shape ({what})")
         if not torch.isfinite(value).all():
             raise fail(f"{field} ({mode} mode) holds non-finite values", "keep logits finite (clamp before log/logit)")
     sal = out.saliency

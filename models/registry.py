@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from core.errors import BenchmarkError
+from core.suggest import did_you_mean
 from core.registry import Registry
 
 DOCS = "docs/plugins.md"
@@ -109,7 +110,7 @@ def model_factory(name: str) -> Callable[..., Any]:
     if is_dotted_path(name):
         return _import_factory(name)
     if name not in MODELS:
-        raise BenchmarkError(f"unknown model '{name}'; valid models: {', '.join(MODELS.names())}. A model of "
+        raise BenchmarkError(f"unknown model '{name}'{did_you_mean(name, MODELS.names())}; valid models: {', '.join(MODELS.names())}. A model of "
                              f"your own: load its plugin (--plugin MODULE, $WBC_PLUGINS or an installed entry "
                              f"point) or name its factory by dotted path MODULE:FACTORY; see {DOCS}")
     return MODELS.get(name)

@@ -7,6 +7,7 @@ from pathlib import Path
 from wbcdata.datasets import dataset_domains, dataset_spec, list_datasets, load_dataset
 from core.sample import Sample
 from core.errors import BenchmarkError
+from core.suggest import did_you_mean
 from protocols.designs import build_splits
 from protocols.registry import Extension, get_protocol
 from protocols.split import Split, read_manifest, write_manifest
@@ -23,7 +24,8 @@ def _dataset_of(protocol: str, name: str, role: str) -> tuple[str, tuple[str, ..
             return dataset, (name,)
     domains = tuple(d for dataset in spec.datasets for d in dataset_domains(dataset))
     own = (spec.own_sources() or domains) if role == "source" else domains
-    raise BenchmarkError(f"protocol '{protocol}' has no {role} {name}; its {role}s: {', '.join(own)}; any dataset "
+    raise BenchmarkError(f"protocol '{protocol}' has no {role} {name}{did_you_mean(name, [*own, *list_datasets()])}; "
+                         f"its {role}s: {', '.join(own)}; any dataset "
                          f"({', '.join(list_datasets())}) can be added, and your own folder with --dataset NAME=PATH")
 
 

@@ -230,8 +230,8 @@ def _download(url: str, file: str, dest_dir: Path) -> Path:
     except (urllib.error.URLError, OSError, ValueError) as e:
         Path(tmp).unlink(missing_ok=True)
         raise BenchmarkError(
-            f"could not download {url} ({e}). Without internet access set {MIRROR_ENV} (or --mirror) to a "
-            f"folder holding {file}, e.g. the shared mirror ../shared/datasets"
+            f"could not download {url} ({e}). Without internet access set {MIRROR_ENV} to a folder holding "
+            f"{file}, e.g. the shared mirror ../shared/datasets (`python -m benchmark data` also takes --mirror DIR)"
         ) from e
     return Path(tmp)
 

@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--build-manifest", action="store_true", help="maintainers: rewrite manifest.json from the archives in --mirror"
     )
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first, so the datasets it registers are fetched and reported too "
+                        "(repeatable; also $WBC_PLUGINS); see docs/plugins.md")
     return parser
 
 
@@ -163,7 +166,7 @@ def _fetch_and_frame(names: list[str], root: Path, mirror: Path | None, manifest
     print_report(reports, spans=spans, framing_errors=framing_errors)
 
 
-def _report_user_folders(users: list[str], root: Path, failed: list[str]) -> None:
+def _report_user_folders(users: list[str], root: Path, bad: list[str]) -> None:
     for name in users:
         try:
             print("\n".join(report_lines(name, FRAMING_SIZE)))
@@ -171,12 +174,13 @@ def _report_user_folders(users: list[str], root: Path, failed: list[str]) -> Non
                   f"{framing_span(name, root).line()}")
         except BenchmarkError as e:
             print(f"error: {e} (dataset {name})", file=sys.stderr)
-            failed.append(f"{name} (user folder)")
+            bad.append(f"{name} (user folder)")
 
 
 def main_data(argv: list[str] | None = None) -> int:
     """``python -m benchmark data``: fetch, verify, extract and report the real datasets. Exit status 2
-    for bad input (a name, a folder, a descriptor), 1 when a dataset failed to fetch, verify or crop."""
+    for bad input (a name, a folder, a descriptor, a bad file in a user's folder), 1 when a public
+    dataset failed to fetch, verify or crop."""
     args = _parser().parse_args(argv)
     start = time.perf_counter()
     try:
@@ -192,10 +196,11 @@ def main_data(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     failed: list[str] = []
+    bad: list[str] = []
     _fetch_and_frame(names, root, args.mirror, manifest, failed)
-    _report_user_folders(users, root, failed)
+    _report_user_folders(users, root, bad)
     print(f"data root {root.resolve()}; done in {time.perf_counter() - start:.1f} s")
-    if failed:
-        print(f"error: {len(failed)} of {len(names) + len(users)} datasets failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    if failed or bad:
+        print(f"error: {len(failed) + len(bad)} of {len(names) + len(users)} datasets failed: "
+              f"{', '.join(failed + bad)}", file=sys.stderr)
+    return 2 if bad else 1 if failed else 0

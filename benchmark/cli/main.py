@@ -8,6 +8,7 @@ import sys
 
 from benchmark.engine.budgets import BUDGETS
 from core.errors import BenchmarkError
+from core.catalogue import BUILTIN_MODELS, BUILTIN_PROTOCOLS, BUILTIN_TREATMENTS
 from core.isa import pin_mode
 
 
@@ -81,13 +82,7 @@ def _names(arg: str | None, every: list[str], option: str = "") -> list[str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from benchmark.engine.budgets import default_budget_name, get_budget
-    from benchmark.engine.devices import CUDA_DETERMINISM_ENV, resolve_device
-    from benchmark.engine.plan import Sweep
-    from benchmark.engine.sweep import run_sweep
-    from benchmark.engine.treatments import list_treatments
-    from benchmark.record.vocabulary import NO_TREATMENT
-    from models import list_models
+    from benchmark.engine.names import check_builtin_names
     from core.study import REFERENCE_MODELS, SG_CLDFF_VARIANTS
     from protocols.resolve import select
 
@@ -95,14 +90,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise BenchmarkError(f"--seeds must be at least 1 (it runs seeds 0..N-1), got {args.seeds}")
     if args.jobs is not None and args.jobs < 1:
         raise BenchmarkError(f"--jobs must be at least 1, got {args.jobs}")
+    # names first, before torch and the model zoo load: a misspelt one is answered at once
+    sources, targets = _names(args.sources, [], "--sources") or None, _names(args.targets, [], "--targets")
+    extension = select(args.protocol, sources, targets)[0]
+    every_model, every_treatment = (args.models or "").strip() == "all", (args.treatments or "").strip() == "all"
+    check_builtin_names([] if every_model else _names(args.models, [], "--models"),
+                        [] if every_treatment else _names(args.treatments, [], "--treatments"), args.launcher)
+
+    from benchmark.engine.budgets import default_budget_name, get_budget
+    from benchmark.engine.devices import CUDA_DETERMINISM_ENV, resolve_device
+    from benchmark.engine.plan import Sweep
+    from benchmark.engine.sweep import run_sweep
+    from benchmark.engine.treatments import list_treatments
+    from benchmark.record.vocabulary import NO_TREATMENT
+    from models import list_models
+
     device = resolve_device(args.device)
     if args.cuda_determinism is not None:  # the workers, spawned or Ray's, inherit the environment
         os.environ[CUDA_DETERMINISM_ENV] = "1" if args.cuda_determinism == "on" else "0"
     models = _names(args.models, list_models(), "--models") or list(SG_CLDFF_VARIANTS)
     models += [m for m in REFERENCE_MODELS if m not in models]
     budget = get_budget(args.budget or default_budget_name(device))
-    sources, targets = _names(args.sources, [], "--sources") or None, _names(args.targets, [], "--targets")
-    extension = select(args.protocol, sources, targets)[0]
     out = Path(args.out or f"{RUNS_DIR}/{extension.name if extension else args.protocol}")
     treatments = _names(args.treatments, list_treatments(), "--treatments") or [NO_TREATMENT]
     options = {**({"pretrained": True} if args.pretrained else {}), **_json_object(args.model_kwargs, "--model-kwargs")}
@@ -141,10 +149,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     (exit status 2) when nothing could be scored or when a requested target no job can score."""
     from pathlib import Path
 
+    from benchmark.engine.names import check_target_names
+
+    out_dir, names = Path(args.results), _names(args.targets, [])
+    check_target_names(names)  # before torch loads: a misspelt target is answered at once
     from benchmark.engine.evaluate import evaluate_results
     from benchmark.reports.report import main_report
 
-    out_dir, names = Path(args.results), _names(args.targets, [])
     run = evaluate_results(out_dir, names, args.jobs, args.device,
                            allowed=frozenset(_names(",".join(args.allow_model or []), [])))
     refusals = "\n".join(f"  {job} [{'every target' if t == '*' else t}]: {why}" for job, t, why in run.refused)
@@ -217,13 +228,15 @@ DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when present, cpu otherwise); 
 
 def _run_parser(sub) -> None:
     r = sub.add_parser("run", help="train every (model, source, seed) job of a protocol; resumes, skipping done jobs")
-    r.add_argument("--protocol", required=True)
+    r.add_argument("--protocol", required=True, help=f"one of {', '.join(BUILTIN_PROTOCOLS)}, or a plugin's "
+                   "(`python -m benchmark protocols` describes each)")
     r.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     r.add_argument("--budget", choices=list(BUDGETS), help="default: paper on a GPU, cpu otherwise")
-    r.add_argument("--models", help="comma-separated names, or 'all' (default: the four SG-CLDFF variants); "
-                   "the training-free floors constant_mask and majority_class are always added")
-    r.add_argument("--treatments", help="stain treatments, comma-separated or 'all' (default: none); "
-                   "see `python -m benchmark treatments`")
+    r.add_argument("--models", help=f"comma-separated names of {', '.join(BUILTIN_MODELS)}, a plugin's model or a "
+                   "dotted path MODULE:FACTORY, or 'all' (default: the four SG-CLDFF variants); the training-free "
+                   "floors constant_mask and majority_class are always added; see `python -m benchmark models`")
+    r.add_argument("--treatments", help=f"stain treatments, comma-separated ({', '.join(BUILTIN_TREATMENTS)}) or "
+                   "'all' (default: none); see `python -m benchmark treatments`")
     r.add_argument("--sources", help="only these source datasets or domains, comma-separated (default: the protocol's); "
                    "a dataset the protocol does not train on, e.g. one named with --dataset, is added")
     r.add_argument("--targets", help="datasets added as test targets of every split, their images as they are "

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from core.errors import BenchmarkError
+from core.suggest import did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +69,7 @@ BUDGETS: dict[str, Budget] = {
 
 def get_budget(name: str) -> Budget:
     if name not in BUDGETS:
-        raise BenchmarkError(f"unknown budget '{name}'; valid budgets: {', '.join(BUDGETS)}")
+        raise BenchmarkError(f"unknown budget '{name}'{did_you_mean(name, BUDGETS)}; valid budgets: {', '.join(BUDGETS)}")
     return BUDGETS[name]
 
 

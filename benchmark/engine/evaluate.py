@@ -37,6 +37,7 @@ from urllib.parse import quote
 import torch
 
 from benchmark.record.atomic import write_json
+from benchmark.engine.names import check_target_names
 from benchmark.engine.checkpoint import JobRefused, ModelNotTrusted, load_checkpoint
 from benchmark.engine.environment import environment_record
 from benchmark.engine.invariance import UnshiftedCopies
@@ -62,21 +63,6 @@ def _in_domain_ids(split: Split) -> tuple[str, ...]:
         if t.name == IN_DOMAIN:
             return t.ids
     raise JobRefused(f"split {split.key} has no '{IN_DOMAIN}' target to transform")
-
-
-def check_names(names: list[str]) -> None:
-    """Unknown or ambiguous target names fail before any job is loaded, listing the valid ones."""
-    if not names:
-        raise BenchmarkError("no targets named: pass --targets NAME[,NAME]")
-    datasets, kinds = list_datasets(), TARGET_KINDS.names()
-    unknown = [n for n in names if n not in datasets and n not in kinds]
-    if unknown:
-        raise BenchmarkError(f"unknown target(s) {', '.join(unknown)}: a target is a dataset "
-                             f"({', '.join(datasets)}; name a folder of your own with --dataset NAME=PATH) "
-                             f"or a target kind ({', '.join(kinds)})")
-    both = [n for n in names if n in datasets and n in kinds]
-    if both:
-        raise BenchmarkError(f"target(s) {', '.join(both)} name both a dataset and a target kind: rename the dataset")
 
 
 def file_stem(target: str) -> str:
@@ -293,7 +279,7 @@ def evaluate_results(out_dir: Path, names: list[str], workers: int = 1, device: 
     ``workers`` processes (jobs are independent and each is scored alike, so the count changes no number),
     on ``device`` (None: cuda when present, cpu otherwise), checked here before any job is loaded.
     ``allowed``: the dotted-path models the user named (``--allow-model``); no other is imported."""
-    check_names(names)
+    check_target_names(names)
     resolve_device(device)
     if not out_dir.is_dir():
         raise BenchmarkError(f"results folder {out_dir} does not exist; pass the --out of a `run`")

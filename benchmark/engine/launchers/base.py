@@ -68,11 +68,15 @@ def register_launcher(name: str, *, description: str) -> Callable[[Launcher], La
 
 
 def describe_error(e: BaseException) -> str:
-    """A job's error for the failure list: a BenchmarkError's message says what and where; anything
-    else is a bug, so its traceback's last frames come along."""
+    """A job's error as one line for the failure list: a BenchmarkError's message says what and
+    where; anything else (a bug, often in a plugin's model) gets its type and the file, line and
+    function that raised it, which is where to look."""
     if isinstance(e, BenchmarkError):
         return str(e)
-    return "".join(traceback.format_exception(type(e), e, e.__traceback__, limit=-4)).strip()
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (raised at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    message = " ".join(str(e).split())
+    return f"{type(e).__name__}: {message}{where}" if message else f"{type(e).__name__}{where}"
 
 
 def prepare_worker(settings: WorkerSettings) -> torch.device:
