@@ -5,17 +5,18 @@ A folder is named with ``--dataset NAME=PATH`` (any CLI command that loads data)
 environment, so every process registers the same datasets (as :mod:`core.plugins` does for plugins).
 ``--dataset PATH`` alone takes the name from the folder's ``dataset.json``.
 
-The folder has the layout of :func:`wbcdata.folder.load_folder` (``images/``, optional ``masks/`` and
-``labels.csv``) and optionally a ``dataset.json`` (in the spirit of nnU-Net's), every field optional::
+The folder has one of the layouts of :func:`wbcdata.folder.folder_index` (``images/`` with optional
+``masks/`` and ``labels.csv``; a ``labels.csv`` naming its images; or class sub-folders) and optionally
+a ``dataset.json`` (in the spirit of nnU-Net's), every field optional::
 
     {"name": "mylab", "domain": "mylab_wright", "description": "...",
      "mask_encoding": {"background": 0, "cytoplasm": 128, "nucleus": 255},   # or {"background": 0, "wbc": 255}
      "class_map": {"band": "neutrophil", "segmented neutrophil": "neutrophil", "smudge": null},
      "licence": "CC-BY-4.0", "citation": "...", "url": "https://..."}
 
-The crop cache is keyed by a SHA-256 of the folder's files (images, masks, labels.csv, dataset.json)
-and the crop rule, so an edit to any of them makes the next load rebuild the crops, and a job id,
-which carries the cache version, never reuses results of other data.
+The crop cache is keyed by a SHA-256 of the folder's files (every image and mask the loader reads,
+labels.csv, dataset.json) and the crop rule, so an edit to any of them makes the next load rebuild
+the crops, and a job id, which carries the cache version, never reuses results of other data.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from core.errors import BenchmarkError
 from core.sample import CLASSES, Sample
-from wbcdata.folder import FolderFormat, folder_labels, load_folder, normalise_label
+from wbcdata.folder import FolderFormat, folder_index, load_folder, normalise_label
 from wbcdata.reading import DETECTED_CACHE_VERSION
 from wbcdata.registry import DATASETS, DatasetSpec
 
@@ -139,10 +140,14 @@ def read_descriptor(path: Path, name: str | None = None) -> Descriptor:
 
 
 def folder_checksum(path: Path) -> str:
-    """SHA-256 (first 12 hex) of every file the loader reads, with its relative path: any edit changes it."""
+    """SHA-256 (first 12 hex) of every file the loader reads, with its relative path: any edit changes it.
+    Everything under images/ and masks/ counts too, as it always did, so a folder in the images/ layout
+    keeps its checksum (and its cache and job ids)."""
+    path = Path(path)
     h = hashlib.sha256()
-    files = [p for sub in ("images", "masks") if (path / sub).is_dir() for p in (path / sub).rglob("*") if p.is_file()]
-    files += [path / f for f in ("labels.csv", DESCRIPTOR) if (path / f).is_file()]
+    files = {p for sub in ("images", "masks") if (path / sub).is_dir() for p in (path / sub).rglob("*") if p.is_file()}
+    files |= {path / f for f in ("labels.csv", DESCRIPTOR) if (path / f).is_file()}
+    files |= folder_index(path).files()
     for p in sorted(files):
         h.update(p.relative_to(path).as_posix().encode() + b"\0")
         with p.open("rb") as f:
@@ -213,15 +218,16 @@ def user_dataset_names() -> list[str]:
 
 
 def label_report(desc: Descriptor) -> dict:
-    """What the class map did to ``labels.csv``: labelled images per benchmark class, the user labels
-    mapped onto another name, and the images dropped per user label (for the data report and provenance)."""
-    file = desc.path / "labels.csv"
-    if not file.exists():
-        return {"labels_csv": False, "classes": {}, "mapped": {}, "dropped": {}}
-    labels, dropped = folder_labels(file, desc.fmt)
-    images = {p.stem for p in (desc.path / "images").iterdir() if p.is_file()} if (desc.path / "images").is_dir() else set()
-    kept = Counter(CLASSES[v] for k, v in labels.items() if v is not None and k in images)
-    drops = Counter(label for k, label in dropped.items() if k in images)
+    """What the class map did to the folder's labels (its labels.csv or class sub-folders): labelled
+    images per benchmark class, the user labels mapped onto another name, and the images dropped per
+    user label (for the data report and provenance)."""
+    index = folder_index(desc.path)
+    has_csv = index.label_file is not None
+    if not has_csv and index.layout != "class_folders":
+        return {"labels_csv": False, "layout": index.layout, "classes": {}, "mapped": {}, "dropped": {}}
+    labels = index.labels(desc.fmt)
+    kept = Counter(CLASSES[v] for v, _ in labels if v is not None)
+    drops = Counter(d for _, d in labels if d is not None)
     mapped = {k: v for k, v in desc.fmt.class_map.items() if v is not None and k != v}
-    return {"labels_csv": True, "classes": {c: kept[c] for c in CLASSES if kept[c]}, "mapped": mapped,
-            "dropped": dict(sorted(drops.items()))}
+    return {"labels_csv": has_csv, "layout": index.layout, "classes": {c: kept[c] for c in CLASSES if kept[c]},
+            "mapped": mapped, "dropped": dict(sorted(drops.items()))}
