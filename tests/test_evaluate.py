@@ -200,9 +200,13 @@ def test_evaluate_adds_targets_as_summary_rows_and_resumes(folder, capsys):
     # added targets are marked and stay out of the protocol's shifted means and verdicts
     assert new["evaluated"].all() and not summary[summary["target"].isin(before["target"])]["evaluated"].any()
     after = build_summary(folder)
-    assert render_markdown(main_comparison(after)) == render_markdown(main_comparison(before))
+    note = ("Targets added by `evaluate` (hed:0.05, hed:0.1, hed:0.2, hed:0.3, restain:synth_giemsa, "
+            "restain:synth_rapid) are not in the shifted mean, which stays the protocol's own: see the per-domain "
+            "tables. ")  # the main table names them, and its numbers do not move
+    assert note in render_markdown(main_comparison(after))
+    assert render_markdown(main_comparison(after)).replace(note, "") == render_markdown(main_comparison(before))
     assert to_json(evaluate_all(after)) == to_json(evaluate_all(before))
-    assert main_table is None or (folder / "tables" / "main.md").read_text() == main_table
+    assert main_table is None or (folder / "tables" / "main.md").read_text().replace(note, "") == main_table
     assert sorted(set(new["target"])) == ["hed:0.05", "hed:0.1", "hed:0.2", "hed:0.3",
                                           "restain:synth_giemsa", "restain:synth_rapid"]
     assert len(new) == 6 * len(MODELS_RUN) and new["shifted"].all()

@@ -138,7 +138,7 @@ def test_sweep_crosses_models_with_treatments_and_checks_names(tmp_path):
 def test_sources_filter_and_unknown_source(tmp_path):
     sweep = Sweep("cross_dataset_synthetic", ["unet"], [0], SMOKE, tmp_path, sources=["synth_rapid"])
     assert {j.source for j, _ in sweep.plan().jobs} == {"synth_rapid"}
-    with pytest.raises(BenchmarkError, match="has no source synth_x; its sources: "):
+    with pytest.raises(BenchmarkError, match="has no source synth_x \\(did you mean 'synth_\\w+'\\?\\); its sources: "):
         Sweep("cross_dataset_synthetic", ["unet"], [0], SMOKE, tmp_path, sources=["synth_x"]).plan()
 
 
