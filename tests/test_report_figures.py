@@ -69,6 +69,8 @@ def test_severity_figure_has_a_panel_per_source_and_one_legend_off_the_data(tiny
     fig = iou_severity_figure(g, "hed", colours, "t")
     assert [ax.get_title() for ax in fig.axes[::2]] == [f"trained on {s}" for s in sources]
     assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    drawn = {label for ax in fig.axes for label in ax.get_legend_handles_labels()[1]}
+    assert {t.get_text() for t in fig.legends[0].get_texts()} == drawn, "a line of some panel is not in the legend"
     for ax in fig.axes:
         line_colours = [tuple(line.get_color()) for line in ax.lines if line.get_marker() == "o"]
         assert line_colours

@@ -160,8 +160,12 @@ def iou_severity_figure(g: pd.DataFrame, kind: str, colours: dict[str, tuple], t
             ax.set_ylabel(ylabel, fontsize=8)
             ax.set_title(f"trained on {source}", fontsize=8)
             ax.grid(alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+    legend: dict[str, object] = {}  # every model of every panel (a classifier has no IoU, a segmenter no flips)
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    order = [d for d in ordered_displays(g) if d in legend]
+    fig.legend([legend[d] for d in order], order, loc="center right", fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=9)
     _margins(fig, left=0.7, right=2.2, top=0.75, bottom=0.7, wspace=0.3, hspace=0.6)
     return fig
