@@ -66,6 +66,27 @@ def test_a_report_that_would_drop_rows_is_refused_and_writes_nothing(reported, t
     assert _snapshot(partial) == before
 
 
+def test_a_job_folder_deleted_to_rerun_it_is_no_loss(tmp_path, capsys):
+    """The documented way to rerun one job (delete its folder) still works: the run writes it again,
+    so the report drops nothing; a deleted job the run will not redo is refused."""
+    from benchmark.engine.budgets import get_budget
+    from benchmark.engine.plan import Sweep
+    from benchmark.engine.sweep import run_sweep
+
+    out = tmp_path / "mine"
+    sweep = Sweep("cross_stain_synthetic", ["classical", "constant_mask"], [0], get_budget("smoke"), out)
+    run_sweep(sweep, workers=1, log=lambda _: None)
+    assert main(["report", "--out", str(out)]) == 0
+    victim = completed_job_dirs(out)[0]
+    shutil.rmtree(victim)
+    run_sweep(sweep, workers=1, log=lambda _: None)
+    assert (out / "jobs" / victim.name / "done").exists()
+    shutil.rmtree(victim)
+    other = Sweep("cross_stain_synthetic", [victim.name.split("__")[0]], [1], get_budget("smoke"), out)
+    with pytest.raises(Exception, match="would drop their rows"):
+        run_sweep(other, workers=1, log=lambda _: None)
+
+
 def test_runs_go_to_the_ignored_runs_folder_by_default(tmp_path):
     """`make benchmark` with no OUT, and `run` with no --out, never touch results/ (tracked)."""
     dry = subprocess.run(["make", "-s", "-n", "benchmark", "PROTOCOL=cross_stain"], cwd=ROOT, capture_output=True,

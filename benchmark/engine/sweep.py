@@ -14,6 +14,7 @@ from benchmark.engine.devices import memory_fraction, mps_active, resolve_device
 from benchmark.engine.launchers.base import LAUNCHERS, LaunchRequest, WorkerSettings
 from benchmark.engine.lockfile import pid_alive
 from benchmark.engine.plan import Job, Plan, Sweep
+from benchmark.record.jobs import completed_job_dirs
 from benchmark.record.summary import check_rebuildable
 from core.errors import BenchmarkError
 from protocols.split import Split
@@ -45,8 +46,10 @@ def run_sweep(sweep: Sweep, workers: int | None = None, log: Callable[[str], Non
     end, in a BenchmarkError, and left no job folder."""
     launch = LAUNCHERS.get(launcher)
     device = device or resolve_device(None)
-    check_rebuildable(sweep.out_dir)  # before training: the report after it must not drop a reference's rows
+    if not completed_job_dirs(sweep.out_dir):
+        check_rebuildable(sweep.out_dir)  # a reference folder (a summary, no job folders): refused before planning writes
     plan = sweep.plan()
+    check_rebuildable(sweep.out_dir, frozenset(j.id for j, _ in plan.jobs))  # before training, as the report will
     stale = remove_stale_temporaries(sweep.out_dir)
     if stale:
         log(f"removed {len(stale)} unfinished job folder(s) of runs that no longer run: {', '.join(stale)}")

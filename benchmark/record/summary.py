@@ -182,10 +182,11 @@ def jobs_without_folders(out_dir: Path) -> list[str]:
     return sorted(set(ids) - present)
 
 
-def check_rebuildable(out_dir: Path) -> None:
+def check_rebuildable(out_dir: Path, coming: frozenset[str] = frozenset()) -> None:
     """Refuse to rebuild ``summary.csv`` from ``jobs/`` when that would drop rows: its jobs are not
-    all here. Checked before a run trains and before a report writes, so nothing is lost."""
-    missing = jobs_without_folders(out_dir)
+    all here. Checked before a run trains (``coming``: the job ids it will write, so a job folder
+    deleted to rerun it is no loss) and before a report writes, so nothing is lost."""
+    missing = sorted(set(jobs_without_folders(out_dir)) - coming)
     if missing:
         path = Path(out_dir) / "summary.csv"
         raise BenchmarkError(
