@@ -153,3 +153,29 @@ def test_results_from_before_the_rules_say_so():
     assert rule_frame(df, "last") is None
     text = "\n".join(rules_markdown(evaluate_all(df), evaluate_rules(df)))
     assert "before the selection rules were recorded" in text
+
+
+def test_a_hypothesis_on_a_metric_the_rules_do_not_score_keeps_only_its_primary_verdict():
+    """H4 is on accuracy, which no rule scores: under a rule it must not borrow the primary weights'
+    accuracy (it did, and showed the primary verdict in every rule's column)."""
+    rows = []
+    for seed in range(5):
+        for model, acc in (("sg_cldff", 0.90), ("sg_cldff_no_cldff", 0.80)):
+            rows.append({"protocol": "within_dataset", "budget": "cpu", "treatment": "none", "model": model,
+                         "display": model, "source": "bccd", "seed": seed, "job_id": f"{model}{seed}",
+                         "split_hash": f"h{seed}", "target": "in_domain", "domain": "d", "target_kind": "none",
+                         "target_params": "{}", "severity": np.nan, "shifted": False, "evaluated": False,
+                         "n": 10, "accuracy": acc + 0.004 * seed * (model == "sg_cldff"), "iou": 0.9,
+                         "macro_f1": 0.5, **{f"{m}__{r}": v for r in ("train_val", "last", "oracle")
+                                              for m, v in (("iou", 0.9), ("macro_f1", 0.5))}})
+    df = pd.DataFrame(rows)
+    primary = evaluate_all(df)
+    h4 = {ev.name: ev for ex in primary.experiments for ev in ex.evaluations}["H4"]
+    assert h4.verdict == "SUPPORTED"
+    assert np.isnan(rule_frame(df, "last")["accuracy"]).all()
+    rules = evaluate_rules(df)
+    for report in rules.reports.values():
+        assert {ev.name: ev for ex in report.experiments for ev in ex.evaluations}["H4"].verdict == "NOT EVALUATED"
+    table = "\n".join(rules_markdown(primary, rules))
+    assert "| within_dataset/cpu | H4 | SUPPORTED (+" in table and table.count("| n/a") == 3
+    assert rules.changed == []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from benchmark.analysis.hypotheses import NOT_EVALUATED, HypothesisReport, evaluate_all
-from benchmark.record.vocabulary import SELECTION_METRICS, SELECTION_RULES
+from benchmark.record.vocabulary import METRICS, SELECTION_METRICS, SELECTION_RULES
 
 ORACLE = "oracle"
 """The rule that is an upper bound, not a verdict."""
@@ -24,11 +24,16 @@ RULE_TEXT = {"train_val": "training-domain validation (best epoch)", "last": "la
 
 def rule_frame(df: pd.DataFrame, rule: str) -> pd.DataFrame | None:
     """The summary as if ``rule`` had picked every job's weights (its scores in place of ``iou`` and
-    ``macro_f1``); None when no row holds the rule's scores (results from before the rules existed)."""
+    ``macro_f1``); None when no row holds the rule's scores (results from before the rules existed).
+
+    Every other metric is blanked: a rule's weights are scored on the selection metrics only, and
+    keeping the primary weights' accuracy would show a hypothesis on accuracy as if decided under
+    the rule (it is NOT EVALUATED there instead)."""
     cols = {m: f"{m}__{rule}" for m in SELECTION_METRICS}
     if df[list(cols.values())].isna().all().all():
         return None
-    return df.assign(**{m: df[c] for m, c in cols.items()})
+    unscored = {m: float("nan") for m in METRICS if m in df.columns and m not in SELECTION_METRICS}
+    return df.assign(**{m: df[c] for m, c in cols.items()}, **unscored)
 
 
 @dataclass(frozen=True)
