@@ -1,0 +1,85 @@
+"""scripts/carry_sweep.py: a packed and unpacked sweep reads back as the same summary, counts as done
+for the runner, drops the weights, and an archive cannot write outside its run folder."""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import io
+import lzma
+import shutil
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.summary import build_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("carry_sweep", ROOT / "scripts" / "carry_sweep.py")
+carry = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(carry)
+TINY_JOBS = ROOT / "tests" / "fixtures" / "results_tiny" / "jobs"
+
+
+@pytest.fixture()
+def run(tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(TINY_JOBS, run / "jobs")
+    (run / "splits").mkdir()
+    (run / "splits" / "a.json").write_text('{"train": ["x"]}\n')
+    for job in completed_job_dirs(run):
+        (job / "weights.safetensors").write_bytes(b"w" * 1000)
+    assert list((run / "jobs").glob(".*.tmp-*"))  # the fixture's unfinished temporary: never packed
+    return run
+
+
+def test_round_trip_gives_the_same_summary_and_done_jobs(run, tmp_path) -> None:
+    archive = tmp_path / "carry" / "sweep.tar.xz"
+    assert carry.main(["pack", str(run), str(archive)]) == 0
+    back = tmp_path / "back"
+    assert carry.main(["unpack", str(archive), str(back)]) == 0
+    assert [p.name for p in completed_job_dirs(back)] == [p.name for p in completed_job_dirs(run)]
+    pd.testing.assert_frame_equal(build_summary(back), build_summary(run))
+    for job in completed_job_dirs(run):
+        twin = back / "jobs" / job.name
+        assert not (twin / "weights.safetensors").exists()
+        assert (twin / "metrics.json").read_bytes() == (job / "metrics.json").read_bytes()
+        with gzip.open(job / "predictions.jsonl.gz") as a, gzip.open(twin / "predictions.jsonl.gz") as b:
+            assert a.read() == b.read()
+    assert (back / "splits" / "a.json").read_text() == '{"train": ["x"]}\n'
+    assert not list((back / "jobs").glob(".*"))
+    # unpacking again adds nothing and keeps what is there
+    assert carry.main(["unpack", str(archive), str(back)]) == 0
+    assert len(completed_job_dirs(back)) == len(completed_job_dirs(run))
+
+
+def test_differing_splits_are_refused(run, tmp_path) -> None:
+    archive = tmp_path / "sweep.tar.xz"
+    carry.main(["pack", str(run), str(archive)])
+    other = tmp_path / "other"
+    (other / "splits").mkdir(parents=True)
+    (other / "splits" / "a.json").write_text('{"train": ["y"]}\n')
+    with pytest.raises(SystemExit, match="differs from the archive"):
+        carry.main(["unpack", str(archive), str(other)])
+    assert not (other / "jobs").exists()
+
+
+@pytest.mark.parametrize("name", ["../escaped.txt", "jobs/a/../../../escaped.txt", "/tmp/abs.txt", "jobs/onlyfile", "code/payload.py"])
+def test_members_outside_the_three_folders_are_refused(tmp_path, name) -> None:
+    archive = tmp_path / "evil.tar.xz"
+    with lzma.open(archive, "wb") as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    with pytest.raises(SystemExit, match="refused member"):
+        carry.main(["unpack", str(archive), str(tmp_path / "run")])
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_corrupt_archive_is_a_clear_error(tmp_path) -> None:
+    archive = tmp_path / "broken.tar.xz"
+    archive.write_bytes(b"not xz")
+    with pytest.raises(SystemExit, match="not a readable sweep archive"):
+        carry.main(["unpack", str(archive), str(tmp_path / "run")])
