@@ -3,6 +3,8 @@ archive small enough for git, and unpack it into a run folder, where the runner 
 
     .venv/bin/python scripts/carry_sweep.py pack runs/cross_stain results/in_progress/cross_stain.tar.xz
     .venv/bin/python scripts/carry_sweep.py unpack results/in_progress/cross_stain.tar.xz runs/cross_stain
+    .venv/bin/python scripts/carry_sweep.py pack runs/cross_stain results/in_progress/cross_stain.2.tar.xz \
+        --skip results/in_progress/cross_stain.tar.xz   # only the jobs finished since: git keeps each blob
 
 Why: the committed 15-seed cross_stain (330 jobs) takes longer on 2 cores than a working session
 lasts, and git is the only thing a new session's machine shares with the last one. Maintainers only.
@@ -57,11 +59,22 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def pack(run: Path, archive: Path) -> int:
-    jobs = completed_job_dirs(run)
+def carried_jobs(archive: Path) -> set[str]:
+    """The job folders an archive holds (its CARRIED.json)."""
+    try:
+        with tarfile.open(archive, "r:xz") as tar:
+            return set(json.loads(tar.extractfile("CARRIED.json").read())["jobs"])
+    except (OSError, KeyError, ValueError, tarfile.TarError, lzma.LZMAError, EOFError) as e:
+        raise SystemExit(f"{archive}: not a readable sweep archive ({type(e).__name__}: {e})") from e
+
+
+def pack(run: Path, archive: Path, skip: list[Path] = ()) -> int:
+    packed = set().union(*(carried_jobs(a) for a in skip))
+    jobs = [j for j in completed_job_dirs(run) if j.name not in packed]
     if not jobs:
-        raise SystemExit(f"{run}: no completed job folders to pack")
-    explained = _explained_jobs(jobs)
+        raise SystemExit(f"{run}: no completed job folders to pack"
+                         f"{' beyond those in ' + ', '.join(map(str, skip)) if skip else ''}")
+    explained = _explained_jobs(completed_job_dirs(run))
     archive.parent.mkdir(parents=True, exist_ok=True)
     tmp = archive.with_name(f".{archive.name}.tmp-{os.getpid()}")
     with lzma.open(tmp, "wb", preset=9 | lzma.PRESET_EXTREME) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
@@ -149,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("pack", help="run folder -> archive")
     a.add_argument("run", type=Path)
     a.add_argument("archive", type=Path)
+    a.add_argument("--skip", type=Path, action="append", default=[],
+                   help="an earlier archive of this run: its jobs are not packed again (repeatable)")
     b = sub.add_parser("unpack", help="archive -> run folder")
     b.add_argument("archive", type=Path)
     b.add_argument("run", type=Path)
     args = p.parse_args(argv)
-    return pack(args.run, args.archive) if args.command == "pack" else unpack(args.archive, args.run)
+    return pack(args.run, args.archive, args.skip) if args.command == "pack" else unpack(args.archive, args.run)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,27 @@ def test_round_trip_gives_the_same_summary_and_done_jobs(run, tmp_path) -> None:
     assert len(completed_job_dirs(back)) == len(completed_job_dirs(run))
 
 
+def test_a_second_archive_holds_only_the_jobs_done_since(run, tmp_path) -> None:
+    jobs = completed_job_dirs(run)
+    later = tmp_path / "later"
+    later.mkdir()
+    for job in jobs[len(jobs) // 2:]:  # not finished yet when the first archive is packed
+        shutil.move(job, later / job.name)
+    first, second = tmp_path / "one.tar.xz", tmp_path / "two.tar.xz"
+    carry.main(["pack", str(run), str(first)])
+    for job in later.iterdir():
+        shutil.move(job, run / "jobs" / job.name)
+    carry.main(["pack", str(run), str(second), "--skip", str(first)])
+    assert carry.carried_jobs(first) | carry.carried_jobs(second) == {j.name for j in jobs}
+    assert not carry.carried_jobs(first) & carry.carried_jobs(second)
+    back = tmp_path / "back"
+    for archive in (first, second):
+        carry.main(["unpack", str(archive), str(back)])
+    pd.testing.assert_frame_equal(build_summary(back), build_summary(run))
+    with pytest.raises(SystemExit, match="no completed job folders to pack beyond"):
+        carry.main(["pack", str(run), str(tmp_path / "three.tar.xz"), "--skip", str(first), "--skip", str(second)])
+
+
 def test_differing_splits_are_refused(run, tmp_path) -> None:
     archive = tmp_path / "sweep.tar.xz"
     carry.main(["pack", str(run), str(archive)])
