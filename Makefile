@@ -24,7 +24,7 @@ RUN_ARGS := --protocol $(PROTOCOL) --seeds $(SEEDS) --out $(OUT) \
 	$(if $(PRETRAINED),--pretrained) $(if $(DEVICE),--device $(DEVICE)) $(if $(LAUNCHER),--launcher $(LAUNCHER)) \
 	$(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS))
 
-.PHONY: install lock test data benchmark report cross-dataset-cpu cross-stain-128 within-dataset-bccd-cpu
+.PHONY: install lock test data benchmark report cross-dataset-cpu cross-stain-cpu cross-stain-128 within-dataset-bccd-cpu
 
 install: $(VENV)/.installed
 
@@ -75,6 +75,13 @@ CROSS_DATASET_CPU_MODELS := sg_cldff,sg_cldff_no_saliency,sg_cldff_no_align,sg_c
 cross-dataset-cpu: install
 	$(MAKE) benchmark PROTOCOL=cross_dataset BUDGET=cpu SOURCES=zheng_d1 MODELS=sg_cldff,unet TREATMENTS=all
 	$(MAKE) benchmark PROTOCOL=cross_dataset BUDGET=cpu SOURCES=zheng_d1 MODELS=$(CROSS_DATASET_CPU_MODELS)
+
+# The committed results/cross_stain (about 4 h on 2 cores): the four SG-CLDFF variants over 15 seeds
+# (the H1/H2 verdicts), then the baselines U-Net, Saliency-UNet, EfficientSwin and ResNeXt-CC-small
+# over the first 5, all three sources, into the same folder.
+cross-stain-cpu: install
+	$(MAKE) benchmark PROTOCOL=cross_stain BUDGET=cpu SEEDS=15
+	$(MAKE) benchmark PROTOCOL=cross_stain BUDGET=cpu SEEDS=5 MODELS=unet,saliency_unet,efficientswin,resnext_cc_small
 
 # The regime check of the cpu budget (issue 9): the same recipe at 128 px, where SG-CLDFF's Swin
 # stage has shifted windows (F3 8x8) instead of one global 4x4 window; H1/H2 models only, source
