@@ -9,14 +9,15 @@ archive small enough for git, and unpack it into a run folder, where the runner 
 Why: the committed 15-seed cross_stain (330 jobs) takes longer on 2 cores than a working session
 lasts, and git is the only thing a new session's machine shares with the last one. Maintainers only.
 
-What is packed: ``splits/``, ``datasets/`` and every completed job folder, except each job's
+What is packed: ``splits/``, ``datasets/`` and every completed job folder, less each job's
 ``weights.safetensors`` (9 MB; only ``evaluate`` reads it, and a published folder has no jobs) and
-``explain_examples.npz`` other than the full model's lowest-seed jobs (the only ones the explanation
-figure reads). Predictions go in uncompressed, so that xz shares the masks that repeat across jobs
-(about 50 KB a job instead of 150). Unpacking re-gzips them (same lines, so the same figures),
-checks that the split manifests and dataset records equal any already there, and writes each job
-through a temporary folder renamed into place (the runner clears one a killed unpack left). A job
-folder already done there is left alone. Only regular files under those three folders are read from an
+``explain_examples.npz`` (1 MB). The full model's lowest-seed untreated jobs (per source), whose explanation
+examples the figure reads, are left out whole: the resumed run trains them again (2 minutes each).
+Predictions go in uncompressed, so that xz shares the masks that repeat across jobs (about 40 KB a
+job instead of 150). Unpacking re-gzips them (same lines, so the same figures), checks that the split
+manifests and dataset records equal any already there, and writes each job through a temporary
+folder renamed into place (the runner clears one a killed unpack left). A job folder already done
+there is left alone. Only regular files under those three folders are read from an
 archive; any other member is refused.
 """
 from __future__ import annotations
@@ -43,14 +44,16 @@ PREDICTIONS = "predictions.jsonl.gz"
 SHARED = ("splits", "datasets")
 
 
-def _explained_jobs(jobs: list[Path]) -> set[Path]:
-    """The full model's untreated jobs at the lowest seed packed, per source."""
-    configs = {job: JobConfig.read(job) for job in jobs}
-    full = {job: c for job, c in configs.items() if c.model == "sg_cldff" and c.treatment == "none"}
-    lowest = {}
+def explained_jobs(jobs: list[Path]) -> set[Path]:
+    """The full model's untreated jobs at the lowest seed of each protocol, budget and source: those
+    whose ``explain_examples.npz`` the explanation figure may read."""
+    configs = ((j, JobConfig.read(j)) for j in jobs)
+    full = {job: c for job, c in configs if c.model == "sg_cldff" and c.treatment == "none"}
+    lowest: dict[tuple, int] = {}
     for c in full.values():
-        lowest[c.source] = min(lowest.get(c.source, c.seed), c.seed)
-    return {job for job, c in full.items() if c.seed == lowest[c.source]}
+        key = (c.protocol, c.budget_name, c.source)
+        lowest[key] = min(lowest.get(key, c.seed), c.seed)
+    return {job for job, c in full.items() if c.seed == lowest[(c.protocol, c.budget_name, c.source)]}
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -70,11 +73,12 @@ def carried_jobs(archive: Path) -> set[str]:
 
 def pack(run: Path, archive: Path, skip: list[Path] = ()) -> int:
     packed = set().union(*(carried_jobs(a) for a in skip))
-    jobs = [j for j in completed_job_dirs(run) if j.name not in packed]
+    done = completed_job_dirs(run)
+    left_out = explained_jobs(done)
+    jobs = [j for j in done if j.name not in packed and j not in left_out]
     if not jobs:
         raise SystemExit(f"{run}: no completed job folders to pack"
                          f"{' beyond those in ' + ', '.join(map(str, skip)) if skip else ''}")
-    explained = _explained_jobs(completed_job_dirs(run))
     archive.parent.mkdir(parents=True, exist_ok=True)
     tmp = archive.with_name(f".{archive.name}.tmp-{os.getpid()}")
     with lzma.open(tmp, "wb", preset=9 | lzma.PRESET_EXTREME) as xz, tarfile.open(fileobj=xz, mode="w") as tar:
@@ -86,7 +90,7 @@ def pack(run: Path, archive: Path, skip: list[Path] = ()) -> int:
             files = sorted(f for f in job.rglob("*") if f.is_file() and f.name != "done")
             for f in files:
                 rel = f.relative_to(run).as_posix()
-                if f.name == WEIGHTS or (f.name == EXPLAIN and job not in explained):
+                if f.name in (WEIGHTS, EXPLAIN):
                     continue
                 if f.name.endswith(".jsonl.gz"):
                     with gzip.open(f, "rb") as g:
@@ -96,7 +100,8 @@ def pack(run: Path, archive: Path, skip: list[Path] = ()) -> int:
             _add(tar, (job / "done").relative_to(run).as_posix(), (job / "done").read_bytes())
         _add(tar, "CARRIED.json", json.dumps({"jobs": [j.name for j in jobs]}, indent=1).encode())
     tmp.replace(archive)
-    print(f"{archive}: {len(jobs)} job folders from {run}, {archive.stat().st_size / 1e6:.1f} MB")
+    print(f"{archive}: {len(jobs)} job folders from {run}, {archive.stat().st_size / 1e6:.1f} MB "
+          f"(left out for the rerun: {', '.join(sorted(j.name for j in left_out)) or 'none'})")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""scripts/carry_sweep.py: a packed and unpacked sweep reads back as the same summary, counts as done
-for the runner, drops the weights, and an archive cannot write outside its run folder."""
+"""scripts/carry_sweep.py: a packed and unpacked sweep reads back as the same summary (less the jobs
+left for the rerun), counts as done for the runner, drops the weights, and an archive cannot write
+outside its run folder."""
 from __future__ import annotations
 
 import gzip
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.record.jobs import completed_job_dirs
+from benchmark.record.jobs import JobConfig, completed_job_dirs
 from benchmark.record.summary import build_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +32,7 @@ def run(tmp_path) -> Path:
     (run / "splits" / "a.json").write_text('{"train": ["x"]}\n')
     for job in completed_job_dirs(run):
         (job / "weights.safetensors").write_bytes(b"w" * 1000)
+        (job / "explain_examples.npz").write_bytes(b"e" * 1000)
     assert list((run / "jobs").glob(".*.tmp-*"))  # the fixture's unfinished temporary: never packed
     return run
 
@@ -40,11 +42,17 @@ def test_round_trip_gives_the_same_summary_and_done_jobs(run, tmp_path) -> None:
     assert carry.main(["pack", str(run), str(archive)]) == 0
     back = tmp_path / "back"
     assert carry.main(["unpack", str(archive), str(back)]) == 0
-    assert [p.name for p in completed_job_dirs(back)] == [p.name for p in completed_job_dirs(run)]
-    pd.testing.assert_frame_equal(build_summary(back), build_summary(run))
-    for job in completed_job_dirs(run):
+    left_out = carry.explained_jobs(completed_job_dirs(run))
+    assert sorted(j.name for j in left_out) == ["sg_cldff__alt__seed0__227ba8cdd115",
+                                                "sg_cldff__bccd__seed0__0689f2096c6b",
+                                                *(f"sg_cldff__src__seed0__{h}" for h in  # three protocols
+                                                  ("1f23356233b2", "21c84bd48494", "5e98f7160de1"))]
+    kept = [p for p in completed_job_dirs(run) if p not in left_out]
+    assert [p.name for p in completed_job_dirs(back)] == [p.name for p in kept]
+    pd.testing.assert_frame_equal(build_summary(back), _without(build_summary(run), left_out))
+    for job in kept:
         twin = back / "jobs" / job.name
-        assert not (twin / "weights.safetensors").exists()
+        assert not (twin / "weights.safetensors").exists() and not (twin / "explain_examples.npz").exists()
         assert (twin / "metrics.json").read_bytes() == (job / "metrics.json").read_bytes()
         with gzip.open(job / "predictions.jsonl.gz") as a, gzip.open(twin / "predictions.jsonl.gz") as b:
             assert a.read() == b.read()
@@ -52,7 +60,12 @@ def test_round_trip_gives_the_same_summary_and_done_jobs(run, tmp_path) -> None:
     assert not list((back / "jobs").glob(".*"))
     # unpacking again adds nothing and keeps what is there
     assert carry.main(["unpack", str(archive), str(back)]) == 0
-    assert len(completed_job_dirs(back)) == len(completed_job_dirs(run))
+    assert len(completed_job_dirs(back)) == len(kept)
+
+
+def _without(df: pd.DataFrame, jobs: set[Path]) -> pd.DataFrame:
+    ids = {JobConfig.read(j).job_id for j in jobs}
+    return df[~df["job_id"].isin(ids)].reset_index(drop=True)
 
 
 def test_a_second_archive_holds_only_the_jobs_done_since(run, tmp_path) -> None:
@@ -66,12 +79,13 @@ def test_a_second_archive_holds_only_the_jobs_done_since(run, tmp_path) -> None:
     for job in later.iterdir():
         shutil.move(job, run / "jobs" / job.name)
     carry.main(["pack", str(run), str(second), "--skip", str(first)])
-    assert carry.carried_jobs(first) | carry.carried_jobs(second) == {j.name for j in jobs}
+    left_out = {j.name for j in carry.explained_jobs(jobs)}
+    assert carry.carried_jobs(first) | carry.carried_jobs(second) == {j.name for j in jobs} - left_out
     assert not carry.carried_jobs(first) & carry.carried_jobs(second)
     back = tmp_path / "back"
     for archive in (first, second):
         carry.main(["unpack", str(archive), str(back)])
-    pd.testing.assert_frame_equal(build_summary(back), build_summary(run))
+    pd.testing.assert_frame_equal(build_summary(back), _without(build_summary(run), carry.explained_jobs(jobs)))
     with pytest.raises(SystemExit, match="no completed job folders to pack beyond"):
         carry.main(["pack", str(run), str(tmp_path / "three.tar.xz"), "--skip", str(first), "--skip", str(second)])
 
