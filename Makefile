@@ -76,7 +76,7 @@ cross-dataset-cpu: install
 	$(MAKE) benchmark PROTOCOL=cross_dataset BUDGET=cpu SOURCES=zheng_d1 MODELS=sg_cldff,unet TREATMENTS=all
 	$(MAKE) benchmark PROTOCOL=cross_dataset BUDGET=cpu SOURCES=zheng_d1 MODELS=$(CROSS_DATASET_CPU_MODELS)
 
-# The committed results/cross_stain (about 4 h on 2 cores): the four SG-CLDFF variants over 15 seeds
+# The committed results/cross_stain (3.8 h on 2 cores, measured: 165 + 64 min): the four SG-CLDFF variants over 15 seeds
 # (the H1/H2 verdicts), then the baselines U-Net, Saliency-UNet, EfficientSwin and ResNeXt-CC-small
 # over the first 5, all three sources, into the same folder.
 cross-stain-cpu: install
